@@ -1,0 +1,1 @@
+"""Pure model code: torch and numpy only. Nothing here imports ``engine`` or ``training``."""

@@ -1,0 +1,118 @@
+"""Self-describing checkpoints in safetensors.
+
+A checkpoint file holds the weights plus metadata (all JSON strings, as safetensors requires):
+``format`` ("cmarr-engine-checkpoint"), ``version``, ``model_type`` ("cmarr", "cider", ...), ``config``
+(the model config as a dict, enough to rebuild the model with no training config) and ``extra``
+(anything the producer records: normalisation statistics, extractor profile, class names, training
+summary). Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config_io import from_dict, to_dict
+
+FORMAT = "cmarr-engine-checkpoint"
+VERSION = "1"
+
+
+def _registry() -> dict[str, tuple[type, type]]:
+    from .cmarr import CMARR, CMARRConfig
+
+    reg: dict[str, tuple[type, type]] = {"cmarr": (CMARR, CMARRConfig)}
+    try:  # optional second model family
+        from .cider import CIDer, CIDerConfig  # type: ignore[attr-defined]
+
+        reg["cider"] = (CIDer, CIDerConfig)
+    except ImportError:
+        pass
+    return reg
+
+
+def model_type_of(model: torch.nn.Module) -> str:
+    for name, (cls, _) in _registry().items():
+        if isinstance(model, cls):
+            return name
+    raise TypeError(f"no checkpoint model_type registered for {type(model).__name__}")
+
+
+@dataclass
+class Checkpoint:
+    model: torch.nn.Module
+    config: Any
+    model_type: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+
+    @property
+    def identity(self) -> str:
+        """Short stable identity for events and caches: model type + first 12 hex of the file hash."""
+        return f"{self.model_type}:{self.sha256[:12]}" if self.sha256 else f"{self.model_type}:unsaved"
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict[str, Any] | None = None) -> str:
+    """Write weights + config + extra to ``path`` (safetensors); returns the file's sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_type": model_type_of(model),
+        "config": json.dumps(to_dict(model.config)),  # type: ignore[attr-defined]
+        "extra": json.dumps(extra or {}),
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint
+    return file_sha256(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint not found: {path}. Train one with `python -m training.train --config ...` "
+            "or pass the path of an existing .safetensors checkpoint.")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} file (metadata format={meta.get('format')!r})")
+    return {"model_type": meta["model_type"], "version": meta.get("version"),
+            "config": json.loads(meta["config"]), "extra": json.loads(meta.get("extra", "{}"))}
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
+    """Rebuild the model from the file alone; weights are loaded strictly."""
+    meta = read_metadata(path)
+    reg = _registry()
+    if meta["model_type"] not in reg:
+        raise ValueError(f"unknown model_type {meta['model_type']!r} in {path}; known: {sorted(reg)}")
+    model_cls, cfg_cls = reg[meta["model_type"]]
+    cfg = from_dict(cfg_cls, meta["config"])
+    model = model_cls(cfg)
+    state = {}
+    with safe_open(str(path), framework="pt", device=map_location) as f:
+        for k in f.keys():  # noqa: SIM118 - safe_open has no items()
+            state[k] = f.get_tensor(k)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return Checkpoint(model=model, config=cfg, model_type=meta["model_type"], extra=meta["extra"],
+                      sha256=file_sha256(path))

@@ -1,0 +1,100 @@
+"""CM-ARR configuration: a typed dataclass validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LossWeights:
+    """Total loss L = alpha*L_udcl + beta*L_spcl + lam*L_rec + L_cls (+ flow_nll, an extension).
+
+    Paper defaults: alpha 1, beta 0.1 (its sweep found 0.5 best), lambda 10. A weight of 0 switches the
+    term off entirely, which gives the ablations "w/o udcl" (alpha=0) and "w/o spcl" (beta=0).
+    """
+
+    alpha: float = 1.0
+    beta: float = 0.1
+    lam: float = 10.0
+    # Not in the paper: negative log-likelihood of each modality's flow latents under N(0, I). Off by
+    # default; it makes F_n a density model as in DiCMoR rather than only a trained bijection.
+    flow_nll: float = 0.0
+    spcl_temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta", "lam", "flow_nll"):
+            v = getattr(self, name)
+            if v < 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {v}")
+        if self.spcl_temperature <= 0:
+            raise ValueError(f"spcl_temperature must be > 0, got {self.spcl_temperature}")
+
+
+@dataclass
+class CMARRConfig:
+    """All shape and architecture settings of CM-ARR.
+
+    Feature sizes default to the paper's extractors (BERT-base 768, wav2vec2-base 768, DenseFace 342);
+    any sizes work. Every modality is projected by a 1-D convolution to width ``d_model`` and then pooled
+    onto a common grid of ``num_segments`` temporal segments (masked adaptive average pooling), so that
+    latents of different modalities can be averaged slot by slot and one graph serves any lengths.
+    """
+
+    text_dim: int = 768
+    audio_dim: int = 768
+    video_dim: int = 342
+    num_classes: int = 4
+    class_names: tuple[str, ...] = ("ang", "hap", "neu", "sad")
+    d_model: int = 128
+    num_segments: int = 16
+    proj_kernel: int = 3
+    dropout: float = 0.1
+    # UMC (uncertainty modelling component)
+    umc_heads: int = 4
+    umc_dim: int = 64
+    embedding: str = "gaussian"  # "gaussian" (paper) or "point" (the "w/ Point" ablation)
+    # Normalizing flows
+    flow_steps: int = 4
+    flow_hidden: int = 128
+    flow_kernel: int = 3
+    flow_scale_clamp: float = 2.0
+    # Reconstruction: an RCAB group
+    rcab_blocks: int = 4
+    rcab_reduction: int = 8
+    # Fusion
+    fusion_heads: int = 4
+    fusion_ff_mult: int = 2
+    losses: LossWeights = field(default_factory=LossWeights)
+
+    def __post_init__(self) -> None:
+        for name in ("text_dim", "audio_dim", "video_dim", "d_model", "num_segments", "umc_dim",
+                     "flow_steps", "flow_hidden", "rcab_blocks", "num_classes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} entries but num_classes is {self.num_classes}")
+        if self.d_model % 2:
+            raise ValueError(f"d_model must be even (affine coupling splits channels), got {self.d_model}")
+        if self.d_model % self.umc_heads or self.d_model % self.fusion_heads:
+            raise ValueError(f"d_model {self.d_model} must be divisible by umc_heads {self.umc_heads} "
+                             f"and fusion_heads {self.fusion_heads}")
+        if (2 * self.d_model) % self.fusion_heads:
+            raise ValueError("2*d_model must be divisible by fusion_heads")
+        if self.embedding not in ("gaussian", "point"):
+            raise ValueError(f"embedding must be 'gaussian' or 'point', got {self.embedding!r}")
+        if self.proj_kernel % 2 == 0 or self.flow_kernel % 2 == 0:
+            raise ValueError("proj_kernel and flow_kernel must be odd (same-length convolutions)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.rcab_reduction < 1 or self.d_model // self.rcab_reduction < 1:
+            raise ValueError(f"rcab_reduction {self.rcab_reduction} too large for d_model {self.d_model}")
+        if self.flow_scale_clamp <= 0:
+            raise ValueError("flow_scale_clamp must be > 0")
+
+    @property
+    def input_dims(self) -> dict[str, int]:
+        return {"text": self.text_dim, "audio": self.audio_dim, "video": self.video_dim}
