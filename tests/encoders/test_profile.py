@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models.config_io import to_dict
+from models.encoders.profile import (
+    ExtractorProfile,
+    build_extractors,
+    builtin_profile,
+    load_profile,
+    profile_from_description,
+    profile_mismatches,
+)
+
+
+def test_offline_profile_dims_and_rates_without_loading_models():
+    ex = build_extractors("offline")
+    assert ex.dims == {"text": 384, "audio": 80, "video": 128}
+    assert ex.frame_rates == {"text": None, "audio": 100.0, "video": 30.0}
+    assert "text" not in ex.__dict__ and "face" not in ex.__dict__  # nothing was loaded
+
+
+def test_paper_profile_config():
+    p = load_profile("paper")
+    assert p.text.model == "bert-base-uncased"
+    assert p.speech.kind == "wav2vec2" and p.speech.wav2vec2.model == "facebook/wav2vec2-base"
+    assert p.face.model == "denseface" and p.face.fps == 30.0
+    r = load_profile("paper", ["text.init=random", "speech.wav2vec2.init=random", "face.init=random"])
+    ex = build_extractors(r)
+    assert ex.dims == {"text": 768, "audio": 768, "video": 342}
+    assert ex.frame_rates["audio"] == 50.0
+
+
+def test_description_is_json_and_rebuilds_the_profile(extractors):
+    desc = extractors.describe()
+    text = json.dumps(desc)  # recorded in manifests and checkpoints
+    again = json.loads(text)
+    assert again["identity"]["face"]["weights"].startswith("sha256:")
+    assert again["identity"]["face"]["detector"].startswith("sha256:")
+    assert again["versions"]["faster-whisper"]
+    rebuilt = profile_from_description(again)
+    assert isinstance(rebuilt, ExtractorProfile)
+    assert to_dict(rebuilt) == to_dict(extractors.profile)
+    assert profile_mismatches(again, build_extractors(rebuilt).describe()) == []
+
+
+def test_mismatches_name_what_changed(extractors):
+    rec = extractors.describe()
+    other = build_extractors(
+        load_profile("offline", ["face.margin=0.3", "speech.logmel.normalisation=running"])
+    )
+    diffs = profile_mismatches(rec, other.describe())
+    assert any(d.startswith("face.margin") for d in diffs)
+    assert any(d.startswith("speech.normalisation") for d in diffs)
+    # Devices and the ASR model do not change the features: not a mismatch.
+    same = build_extractors(load_profile("offline", ["asr.beam_size=5", "face.device=cpu"]))
+    assert profile_mismatches(rec, same.describe()) == []
+    assert profile_mismatches({}, rec)  # a record without identity is never "compatible"
+
+
+@pytest.mark.parametrize("name", ["offline", "paper"])
+def test_yaml_profiles_equal_the_builtin_ones(name):
+    assert to_dict(load_profile(name)) == builtin_profile(name)
+
+
+def test_bad_profiles_fail_loudly():
+    with pytest.raises(FileNotFoundError, match="unknown extractor profile"):
+        load_profile("fast")
+    with pytest.raises(ValueError, match="unknown key"):
+        load_profile("offline", ["face.colour=1"])
+    with pytest.raises(ValueError, match="speech.kind"):
+        load_profile("offline", ["speech.kind=mfcc"])
+    with pytest.raises(ValueError, match="face.init=random"):
+        load_profile("offline", ["face.init=random"])
