@@ -44,11 +44,12 @@ class FusionGraph(nn.Module):
         out = self.model(text, text_mask, audio, audio_mask, video, video_mask, avail)
         if hasattr(out, "features"):  # CM-ARR
             return out.logits, out.features, out.mu, out.var
-        return (out.logits,)
+        return out.logits, out.representation  # CIDer
 
 
 def output_names_for(model: nn.Module) -> tuple[str, ...]:
-    return OUTPUT_NAMES if model.__class__.__name__ == "CMARR" else ("logits",)
+    """CM-ARR: logits, features, mu, var. CIDer: logits, representation. Logits always come first."""
+    return OUTPUT_NAMES if model.__class__.__name__ == "CMARR" else ("logits", "representation")
 
 
 def example_inputs(dims: dict[str, int], batch: int, lengths: dict[str, int], avail: Any,
@@ -137,7 +138,8 @@ def verify_onnx(model: nn.Module, path: str | Path, tolerance: float = DEFAULT_T
             "passed": worst <= tolerance, "results": cases}
 
 
-def build_model(config_path: str | None, checkpoint: str | None, random_init: bool, seed: int = 0) -> nn.Module:
+def build_model(config_path: str | None, checkpoint: str | None, random_init: bool, seed: int = 0,
+                model_type: str | None = None) -> nn.Module:
     if checkpoint:
         from .checkpoint import load_checkpoint
 
@@ -146,11 +148,18 @@ def build_model(config_path: str | None, checkpoint: str | None, random_init: bo
         raise SystemExit("no --checkpoint given: pass one, or --random-init to export an untrained model")
     if not config_path:
         raise SystemExit("--random-init needs --config")
-    from .cmarr import CMARR, CMARRConfig
-    from .config_io import load_config
+    from .checkpoint import _registry
+    from .config_io import load_yaml
+
+    data = load_yaml(config_path)
+    kind = model_type or ("cider" if "cider" in Path(config_path).stem else "cmarr")
+    if kind not in _registry():
+        raise SystemExit(f"unknown --model-type {kind!r}; known: {sorted(_registry())}")
+    model_cls, cfg_cls = _registry()[kind]
+    from .config_io import from_dict
 
     torch.manual_seed(seed)
-    return CMARR(load_config(CMARRConfig, config_path)).eval()
+    return model_cls(from_dict(cfg_cls, data, where=config_path)).eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="model YAML (used with --random-init)")
     ap.add_argument("--checkpoint", help="a .safetensors checkpoint (config is read from it)")
     ap.add_argument("--random-init", action="store_true", help="export an untrained model (for tests)")
+    ap.add_argument("--model-type", choices=("cmarr", "cider"),
+                    help="model family of --config (default: cider when the file name says so, else cmarr)")
     ap.add_argument("--out", required=True, help="output .onnx path")
     ap.add_argument("--opset", type=int, default=18)
     ap.add_argument("--verify", action="store_true", help="check onnxruntime against torch; exit 1 on failure")
     ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     args = ap.parse_args(argv)
-    model = build_model(args.config, args.checkpoint, args.random_init)
+    model = build_model(args.config, args.checkpoint, args.random_init, model_type=args.model_type)
     path = export_onnx(model, args.out, opset=args.opset)
     report: dict[str, Any] = {"onnx": str(path), "parameters": sum(p.numel() for p in model.parameters())}
     if args.verify:

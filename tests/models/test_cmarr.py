@@ -230,3 +230,13 @@ def test_config_validation_and_round_trip():
         from_dict(CMARRConfig, {"txt_dim": 3})
     with pytest.raises(ValueError, match="beta"):
         from_dict(CMARRConfig, {"losses": {"beta": -1}})
+
+
+def test_yaml_exponent_without_dot_is_a_float():
+    from models.config_io import apply_overrides
+
+    data = apply_overrides({}, ["losses.spcl_temperature=7e-2", "dropout=1e-1"])
+    cfg = from_dict(CMARRConfig, data)
+    assert cfg.losses.spcl_temperature == pytest.approx(0.07) and cfg.dropout == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="expected a number"):
+        from_dict(CMARRConfig, {"dropout": "lots"})

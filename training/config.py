@@ -1,0 +1,117 @@
+"""Typed training configuration (YAML in configs/train/, dotted CLI overrides via ``--set a.b=c``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .conditions import MissingConfig
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # "adam" | "adamw"
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    epochs: int = 100
+    grad_clip: float = 1.0  # max global L2 norm of the gradients; 0 switches clipping off
+    scheduler: str = "cosine"  # "cosine" (per step, to min_lr_ratio*lr) | "step" | "constant"
+    warmup_epochs: float = 0.0  # linear warm-up, in epochs (fractions allowed)
+    min_lr_ratio: float = 0.0
+    step_epochs: int = 30  # "step": multiply lr by gamma every step_epochs epochs
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optim.optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.scheduler not in ("cosine", "step", "constant"):
+            raise ValueError(
+                f"optim.scheduler must be 'cosine', 'step' or 'constant', got {self.scheduler!r}"
+            )
+        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError(
+                f"optim needs lr > 0, batch_size >= 1, epochs >= 1; got lr={self.lr}, "
+                f"batch_size={self.batch_size}, epochs={self.epochs}"
+            )
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.warmup_epochs < 0:
+            raise ValueError("optim.weight_decay, grad_clip and warmup_epochs must be >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0 or not 0.0 < self.gamma <= 1.0 or self.step_epochs < 1:
+            raise ValueError("optim.min_lr_ratio must be in [0, 1], gamma in (0, 1], step_epochs >= 1")
+
+
+@dataclass
+class DataConfig:
+    source: str = "mosi"  # "mosi" (data/mosi-trimodal layout) | "store" (a feature store folder)
+    root: str = ""  # data folder; usually given on the command line (--root)
+    classes: tuple[str, ...] = ("ang", "hap", "neu", "sad")  # store: labels kept, in class-index order
+    test_group: str | None = None  # store: the held-out fold (e.g. "Session1"); cv.py sets it per fold
+    val_by: str = "group"  # "group" | "speaker" (whole units) | "random" (stratified utterances)
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    mask_invalid_frames: bool = True  # frames the extractor marked absent (no face) are masked out
+    max_len: dict[str, int] = field(default_factory=dict)  # optional cap on frames per modality
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source not in ("mosi", "store"):
+            raise ValueError(f"data.source must be 'mosi' or 'store', got {self.source!r}")
+        if self.val_by not in ("group", "speaker", "random"):
+            raise ValueError(f"data.val_by must be 'group', 'speaker' or 'random', got {self.val_by!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.source == "mosi" and self.val_by == "random":
+            raise ValueError("MOSI validation must be grouped by video (data.val_by: group)")
+        bad = {k: v for k, v in self.max_len.items() if k not in ("text", "audio", "video") or int(v) < 1}
+        if bad:
+            raise ValueError(f"data.max_len entries must be text/audio/video -> positive int, got {bad}")
+
+
+@dataclass
+class TrainConfig:
+    model_type: str = "cmarr"
+    model: dict[str, Any] = field(default_factory=dict)  # the model config section (e.g. CMARRConfig)
+    ablation: str = "none"  # none | baseline | wo_udcl | wo_spcl | w_point (see training.adapters)
+    missing: MissingConfig = field(default_factory=MissingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    deterministic: bool = True
+    amp: bool = True  # mixed precision; used only on CUDA
+    amp_dtype: str = "bfloat16"  # "bfloat16" | "float16" (float16 adds a GradScaler)
+    # Validation metric that selects the best epoch and drives early stopping:
+    # "auto" = uar_mean_all when training with missing conditions, uar_full otherwise.
+    select_on: str = "auto"  # auto | uar_full | uar_mean_all | uar_mean_missing | war_full
+    early_stopping_patience: int = 20  # epochs without improvement; 0 = never stop early
+    log: str = "csv"  # "csv" | "tensorboard" | "both"
+    progress: bool = True
+    ddp_find_unused_parameters: bool = True  # some loss terms can be off (ablations), leaving params unused
+
+    def __post_init__(self) -> None:
+        if self.select_on not in ("auto", "uar_full", "uar_mean_all", "uar_mean_missing", "war_full"):
+            raise ValueError(
+                f"select_on must be auto|uar_full|uar_mean_all|uar_mean_missing|war_full, "
+                f"got {self.select_on!r}"
+            )
+        if self.amp_dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
+        if self.log not in ("csv", "tensorboard", "both"):
+            raise ValueError(f"log must be 'csv', 'tensorboard' or 'both', got {self.log!r}")
+        if self.early_stopping_patience < 0:
+            raise ValueError("early_stopping_patience must be >= 0")
+        from .adapters import ABLATIONS
+
+        if self.ablation not in ABLATIONS:
+            raise ValueError(f"ablation must be one of {sorted(ABLATIONS)}, got {self.ablation!r}")
+
+    @property
+    def selection_metric(self) -> str:
+        if self.select_on != "auto":
+            return self.select_on
+        return "uar_full" if self.effective_missing_mode == "full" else "uar_mean_all"
+
+    @property
+    def effective_missing_mode(self) -> str:
+        from .adapters import ABLATIONS
+
+        return ABLATIONS[self.ablation][1] or self.missing.mode

@@ -1,0 +1,233 @@
+"""Missing-feature masks: the RMFM family (RMFM, RMFM_same, RMM, TMFM, STMFM, SMM).
+
+Individual positions are dropped, not only whole modalities. A dropped audio or video frame becomes a
+zero vector; a dropped text token becomes [UNK] for token-id text (the [CLS]/[SEP] ends are kept when
+``protect_text_ends`` is set) and a zero vector for feature-level text. The validity masks are left
+unchanged: the positions still exist, their content is missing. Every draw comes from an explicit
+``torch.Generator``, so a seed fixes the masks.
+
+Modes (r is the missing rate; "valid" means a real, non-padding position):
+
+* ``rmfm``: one draw over the concatenated positions of all three modalities, position dropped with
+  probability r. In training (``rate=None``) every sample draws its own rate per modality from
+  U(0, max_train_rate), so modalities are damaged to different degrees.
+* ``rmfm_same``: a separate draw per modality (text, audio, video, in that order) at the same rate r, or
+  at per-modality rates (r_t, r_a, r_v) when a 3-tuple is given. Training draws one rate per sample.
+* ``rmm``: whole modalities dropped, each independently with probability r per sample.
+* ``tmfm``: one time mask, drawn over the text positions at rate r, shared by all modalities (aligned
+  data: equal lengths and masks).
+* ``stmfm``: one contiguous block of length round((L - 2) * r) per sample, starting uniformly in
+  [1, L - 1 - block], shared by all modalities (aligned data); positions 0 and L - 1 are never dropped.
+* ``smm``: one of the 7 fixed availability combinations (``models.modalities.CONDITIONS``); the
+  modalities outside it are dropped entirely. Training draws a combination per sample.
+
+With ``update_avail`` (default) a modality left with no kept position is also marked unavailable in
+``avail``, so models that treat missing modalities explicitly (CM-ARR reconstructs them) see it; the
+``present`` mask is left alone because the ground truth still exists for training losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from models.modalities import CONDITIONS, MODALITIES
+
+MODES: tuple[str, ...] = ("rmfm", "rmfm_same", "rmm", "tmfm", "stmfm", "smm")
+UNK_ID = 100  # [UNK] in BERT's uncased vocabulary
+Rate = float | tuple[float, float, float]
+
+
+@dataclass
+class MissingSpec:
+    """What to drop. ``rate=None`` means training mode: rates (or SMM combinations) are drawn at random."""
+
+    mode: str = "rmfm"
+    rate: Rate | None = None
+    condition: str | None = None  # smm only: fixed combination name ("t", "av", ...); None draws one
+    protect_text_ends: bool = False  # token-id text: never drop the first and last valid token
+    max_train_rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown missing mode {self.mode!r}; known: {list(MODES)}")
+        rates = self.rate if isinstance(self.rate, tuple) else (self.rate,)
+        if isinstance(self.rate, tuple) and (len(self.rate) != 3 or self.mode != "rmfm_same"):
+            raise ValueError(f"per-modality rates {self.rate!r} need mode 'rmfm_same' and 3 values")
+        for r in rates:
+            if r is not None and not 0.0 <= float(r) <= 1.0:
+                raise ValueError(f"missing rate must be in [0, 1], got {self.rate!r}")
+        if self.condition is not None and self.condition not in CONDITIONS:
+            raise ValueError(f"unknown condition {self.condition!r}; known: {list(CONDITIONS)}")
+        if self.condition is not None and self.mode != "smm":
+            raise ValueError("condition is only used by mode 'smm'")
+        if not 0.0 <= self.max_train_rate <= 1.0:
+            raise ValueError(f"max_train_rate must be in [0, 1], got {self.max_train_rate}")
+
+
+@dataclass
+class MissingMasks:
+    """Per modality (text, audio, video): ``kept`` [B, L_n] bool = valid and not dropped; ``dropped``
+    [B, L_n] bool = valid and dropped. ``kept | dropped`` is exactly the validity mask."""
+
+    kept: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    dropped: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    spec: MissingSpec = field(default_factory=MissingSpec)
+
+    def any_kept(self) -> torch.Tensor:
+        """[B, 3] float: 1 where the modality kept at least one position."""
+        return torch.stack([k.any(dim=1) for k in self.kept], dim=1).to(torch.float32)
+
+    def rate_dropped(self) -> float:
+        """Fraction of valid positions dropped, over all modalities."""
+        d = sum(int(x.sum()) for x in self.dropped)
+        v = d + sum(int(x.sum()) for x in self.kept)
+        return d / v if v else 0.0
+
+
+def _uniform(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+    return torch.rand(shape, generator=g)
+
+
+def _ends(valid: torch.Tensor) -> torch.Tensor:
+    """[B, L] bool: the first position and the last valid position of each row (rows with no valid: none)."""
+    length = valid.sum(dim=1)  # [B]
+    pos = torch.arange(valid.shape[1]).unsqueeze(0)
+    has = (length > 0).unsqueeze(1)
+    return has & ((pos == 0) | (pos == (length - 1).clamp(min=0).unsqueeze(1)))
+
+
+def _check_aligned(valid: tuple[torch.Tensor, ...], mode: str) -> None:
+    if not (valid[0].shape == valid[1].shape == valid[2].shape) or not (
+        torch.equal(valid[0], valid[1]) and torch.equal(valid[0], valid[2])
+    ):
+        raise ValueError(
+            f"mode {mode!r} needs aligned data: the three modalities must have equal lengths "
+            f"and masks, got shapes {[tuple(v.shape) for v in valid]}"
+        )
+
+
+def draw_masks(
+    text_mask: torch.Tensor,
+    audio_mask: torch.Tensor,
+    video_mask: torch.Tensor,
+    spec: MissingSpec,
+    generator: torch.Generator,
+) -> MissingMasks:
+    """Draw which valid positions are dropped. Masks are [B, L_n] (bool or 0/1; True = valid position)."""
+    valid = tuple(m.to(torch.bool).cpu() for m in (text_mask, audio_mask, video_mask))
+    B = valid[0].shape[0]
+    lens = [v.shape[1] for v in valid]
+    g = generator
+    mode, r = spec.mode, spec.rate
+    keep: list[torch.Tensor]
+    if mode == "rmfm":
+        if r is None:
+            per_mod = _uniform((B, 3), g) * spec.max_train_rate  # [B, 3] rate per sample and modality
+            rate = torch.cat([per_mod[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)], dim=1)
+        else:
+            rate = torch.full((B, sum(lens)), float(r))
+        u = _uniform((B, sum(lens)), g)  # one joint draw over [text | audio | video] positions
+        keep = list(torch.split(u >= rate, lens, dim=1))
+    elif mode == "rmfm_same":
+        if r is None:
+            rates = (_uniform((B, 1), g) * spec.max_train_rate,) * 3
+        elif isinstance(r, tuple):
+            rates = tuple(torch.full((B, 1), float(x)) for x in r)
+        else:
+            rates = (torch.full((B, 1), float(r)),) * 3
+        keep = [_uniform((B, n), g) >= rates[i] for i, n in enumerate(lens)]  # separate draws t, a, v
+    elif mode == "rmm":
+        rate = _uniform((B, 1), g) * spec.max_train_rate if r is None else torch.full((B, 1), float(r))
+        on = _uniform((B, 3), g) >= rate  # [B, 3] modality kept
+        keep = [on[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)]
+    elif mode == "tmfm":
+        _check_aligned(valid, mode)
+        rate = _uniform((B, 1), g) * spec.max_train_rate if r is None else torch.full((B, 1), float(r))
+        shared = _uniform((B, lens[0]), g) >= rate
+        shared = shared | _ends(valid[0]) if spec.protect_text_ends else shared
+        keep = [shared] * 3
+    elif mode == "stmfm":
+        _check_aligned(valid, mode)
+        rate = _uniform((B,), g) * spec.max_train_rate if r is None else torch.full((B,), float(r))
+        length = valid[0].sum(dim=1)  # [B] valid length L
+        block = torch.round((length - 2).clamp(min=0).to(torch.float64) * rate.to(torch.float64)).long()
+        # Start uniformly in [1, L - 1 - block] (inclusive): the block never touches position 0 or L - 1.
+        span = (length - 1 - block).clamp(min=1)  # number of allowed starts
+        start = 1 + torch.floor(_uniform((B,), g) * span).long()
+        pos = torch.arange(lens[0]).unsqueeze(0)
+        hole = (pos >= start.unsqueeze(1)) & (pos < (start + block).unsqueeze(1))
+        keep = [~hole] * 3
+    else:  # smm
+        names = list(CONDITIONS)
+        if spec.condition is not None:
+            on = torch.tensor(CONDITIONS[spec.condition], dtype=torch.bool).unsqueeze(0).expand(B, 3)
+        else:
+            idx = torch.floor(_uniform((B,), g) * len(names)).long().clamp(max=len(names) - 1)
+            on = torch.tensor([CONDITIONS[names[int(i)]] for i in idx], dtype=torch.bool).view(B, 3)
+        keep = [on[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)]
+    if spec.protect_text_ends:
+        keep[0] = keep[0] | _ends(valid[0])
+        if mode in ("tmfm", "stmfm"):  # the shared time mask keeps the ends for every modality
+            keep[1] = keep[1] | _ends(valid[0])
+            keep[2] = keep[2] | _ends(valid[0])
+    kept = tuple(k & v for k, v in zip(keep, valid, strict=True))
+    dropped = tuple(~k & v for k, v in zip(keep, valid, strict=True))
+    return MissingMasks(kept=kept, dropped=dropped, spec=spec)  # type: ignore[arg-type]
+
+
+def apply_masks(
+    batch: dict[str, Any],
+    masks: MissingMasks,
+    *,
+    text_token_ids: bool = False,
+    unk_id: int = UNK_ID,
+    update_avail: bool = True,
+) -> dict[str, Any]:
+    """A new batch with dropped positions replaced: zero vectors, or [UNK] for token-id text.
+
+    ``batch`` follows the training contract (``text``/``audio``/``video`` [B, L_n, D_n], masks [B, L_n],
+    ``present`` [B, 3], optional ``avail`` [B, 3]). Other keys are passed through. ``avail`` is set when
+    ``update_avail`` is true: the incoming ``avail`` (or ``present``) times "kept at least one position".
+    """
+    out = dict(batch)
+    for i, m in enumerate(MODALITIES):
+        x = batch[m]
+        kept = masks.kept[i].to(x.device)
+        dropped = masks.dropped[i].to(x.device)
+        if m == "text" and text_token_ids:
+            out[m] = torch.where(dropped, torch.full_like(x, unk_id), x)  # ids [B, L]
+        else:
+            out[m] = x * kept.unsqueeze(-1).to(x.dtype)
+    if update_avail:
+        base = batch.get("avail", batch.get("present"))
+        if base is None:
+            base = torch.ones(masks.kept[0].shape[0], 3)
+        out["avail"] = base.to(torch.float32) * masks.any_kept().to(base.device)
+    return out
+
+
+class MissingAugmenter:
+    """Training augmentation for any model: a fresh seeded mask for every batch.
+
+    ``aug(batch) -> (masked_batch, masks)``. The generator advances across calls, so one seed gives
+    one reproducible sequence of masks.
+    """
+
+    def __init__(
+        self, spec: MissingSpec, seed: int = 0, text_token_ids: bool = False, update_avail: bool = True
+    ) -> None:
+        self.spec = spec
+        self.generator = torch.Generator().manual_seed(seed)
+        self.text_token_ids = text_token_ids
+        self.update_avail = update_avail
+
+    def __call__(self, batch: dict[str, Any]) -> tuple[dict[str, Any], MissingMasks]:
+        masks = draw_masks(
+            batch["text_mask"], batch["audio_mask"], batch["video_mask"], self.spec, self.generator
+        )
+        return apply_masks(
+            batch, masks, text_token_ids=self.text_token_ids, update_avail=self.update_avail
+        ), masks

@@ -1,0 +1,554 @@
+"""Train a fusion model with per-sample missing-modality conditions.
+
+    python -m training.train --config configs/train/cmarr_mosi.yaml --root data/mosi-trimodal --out runs/mosi
+    python -m training.train --config configs/train/cmarr_iemocap.yaml --root <feature store> \
+        --out runs/iemocap_s1 --set data.test_group=Session1 [--set ablation=wo_udcl] [--resume]
+    torchrun --nproc_per_node=4 -m training.train ...        # DDP (NCCL on GPU, gloo on CPU)
+
+Writes to ``--out``: ``best.safetensors`` (the selected epoch: weights + model config + normalisation
+statistics, extractor profile, class names and a training summary), ``last_state.pt`` (everything needed
+to resume: weights, optimizer, scheduler, scaler, counters; loaded with ``weights_only=True``),
+``metrics.csv`` (one row per epoch), ``config.yaml`` and ``summary.json``.
+
+Determinism: every random draw of an epoch (shuffling, missing conditions, dropout) is seeded from
+(seed, epoch, rank), so an interrupted run resumed from ``last_state.pt`` continues exactly as the
+uninterrupted run would have (on the same device and software).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader, Sampler
+
+from models.checkpoint import save_checkpoint
+from models.config_io import apply_overrides, from_dict, load_yaml, to_dict
+
+from .adapters import ModelAdapter, apply_ablation, get_adapter
+from .conditions import ConditionSampler
+from .config import DataConfig, TrainConfig
+from .data.dataset import DataSplits, FeatureDataset, Normalizer, batch_to, collate
+from .evaluate import ConditionReport, evaluate_conditions
+
+STATE_FILE = "last_state.pt"
+BEST_FILE = "best.safetensors"
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+def load_splits(data: DataConfig) -> DataSplits:
+    """Train / val / test splits for the configured source."""
+    if not data.root:
+        raise ValueError("data.root is empty: pass --root <data folder> (MOSI folder or feature store)")
+    if data.source == "mosi":
+        from .data.mosi import load_mosi
+
+        return load_mosi(data.root, val_fraction=data.val_fraction, seed=data.split_seed)
+    from .data.store_dataset import store_splits
+
+    return store_splits(
+        data.root,
+        tuple(data.classes),
+        data.test_group,
+        val_fraction=data.val_fraction,
+        val_by=data.val_by,
+        seed=data.split_seed,
+        mask_invalid=data.mask_invalid_frames,
+    )
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation per epoch drawn from (seed, epoch): resumable without saving generator state."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed helpers (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend=backend)
+    return info
+
+
+# --------------------------------------------------------------------------------------------------
+# Schedules and seeding
+# --------------------------------------------------------------------------------------------------
+def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base lr at optimizer step ``step`` (linear warm-up, then the schedule)."""
+    o = cfg.optim
+    total = o.epochs * steps_per_epoch
+    warm = int(round(o.warmup_epochs * steps_per_epoch))
+    if step < warm:
+        return (step + 1) / warm
+    if o.scheduler == "constant":
+        return 1.0
+    if o.scheduler == "step":
+        return o.gamma ** ((step // steps_per_epoch) // o.step_epochs)
+    progress = (step - warm) / max(1, total - warm)
+    return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_checkpoint: Path
+    best_epoch: int
+    best_value: float
+    selection_metric: str
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    test_report: dict[str, Any] | None = None
+    val_report: dict[str, Any] | None = None
+
+
+def build_model(cfg: TrainConfig, splits: DataSplits) -> tuple[ModelAdapter, torch.nn.Module, Any]:
+    adapter = get_adapter(cfg.model_type)
+    model_dict, _ = apply_ablation(cfg.model, cfg.ablation)
+    model_cfg = adapter.make_config(model_dict, splits.dims, splits.class_names)
+    return adapter, adapter.build(model_cfg), model_cfg
+
+
+class LossModule(torch.nn.Module):
+    """model + adapter as one module whose forward returns the loss dict (what DDP wraps)."""
+
+    def __init__(self, model: torch.nn.Module, adapter: ModelAdapter) -> None:
+        super().__init__()
+        self.model = model
+        self.adapter = adapter
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        output = self.adapter.forward(self.model, batch)
+        return self.adapter.loss(self.model, output, batch)
+
+
+class _CsvLog:
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if resume and path.is_file():
+            with open(path, newline="") as f:
+                self.fields = next(csv.reader(f), None)
+        elif path.exists():
+            path.unlink()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.fields is None:
+            self.fields = list(row)
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
+
+
+def _epoch_row(
+    epoch: int, lr: float, losses: dict[str, float], report: ConditionReport, secs: float, selected: float
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"epoch": epoch, "lr": f"{lr:.3e}", "seconds": round(secs, 2)}
+    row.update({f"train_{k}": round(v, 5) for k, v in losses.items()})
+    for c, m in report.per_condition.items():
+        row[f"val_war_{c}"] = round(m.war, 4)
+        row[f"val_uar_{c}"] = round(m.uar, 4)
+    mm = report.mean_missing()
+    row["val_uar_mean_missing"] = round(mm.get("uar", float("nan")), 4)
+    row["val_uar_mean_all"] = round(report.mean_all()["uar"], 4)
+    row["selected"] = round(selected, 5)
+    return row
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    splits: DataSplits | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    evaluate_test: bool = True,
+) -> TrainResult:
+    """Train, select the best epoch on validation, save it, and (optionally) evaluate it on test."""
+    dinfo = init_distributed()
+    out = Path(out_dir)
+    if dinfo.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    if device is None:
+        device = f"cuda:{dinfo.local_rank}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    seed_everything(cfg.seed, cfg.deterministic)
+    splits = splits if splits is not None else load_splits(cfg.data)
+    if not splits.train or not splits.val:
+        raise ValueError(f"need non-empty train and validation splits, got {splits.summary()}")
+    normalizer = Normalizer.fit(splits.train, splits.dims)
+    max_len = dict(cfg.data.max_len)
+    train_ds = FeatureDataset(splits.train, splits.dims, normalizer, max_len)
+    val_loader = DataLoader(
+        FeatureDataset(splits.val, splits.dims, normalizer, max_len),
+        batch_size=max(64, cfg.optim.batch_size),
+        shuffle=False,
+        collate_fn=collate,
+        num_workers=cfg.data.num_workers,
+    )
+    if dinfo.enabled:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler: Any = DistributedSampler(
+            train_ds,
+            num_replicas=dinfo.world_size,
+            rank=dinfo.rank,
+            shuffle=True,
+            seed=cfg.seed,
+            drop_last=False,
+        )
+    else:
+        sampler = EpochShuffle(len(train_ds), cfg.seed)
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=cfg.optim.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=cfg.data.num_workers,
+        drop_last=len(train_ds) > cfg.optim.batch_size,
+    )
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    adapter, core, model_cfg = build_model(cfg, splits)
+    core.to(device)
+    # The loss runs inside the (DDP-wrapped) forward: CM-ARR's L_udcl uses parameters of its own, and DDP
+    # only tracks parameter use within forward.
+    model: torch.nn.Module = LossModule(core, adapter)
+    if dinfo.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.ddp_find_unused_parameters,
+        )
+    missing_cfg = cfg.missing
+    if cfg.effective_missing_mode != missing_cfg.mode:
+        from .conditions import MissingConfig
+
+        missing_cfg = MissingConfig(
+            mode=cfg.effective_missing_mode, conditions=missing_cfg.conditions, weights=missing_cfg.weights
+        )
+    cond_sampler = ConditionSampler(missing_cfg, seed=cfg.seed)
+    opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
+    # The fused kernel does one pass over all parameters: far less per-step overhead than foreach/loops.
+    optimizer = opt_cls(
+        model.parameters(),
+        lr=cfg.optim.lr,
+        weight_decay=cfg.optim.weight_decay,
+        fused=device.type in ("cuda", "cpu"),
+    )
+    steps_per_epoch = max(1, len(train_loader))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    metric = cfg.selection_metric
+
+    start_epoch, best_value, best_epoch, bad_epochs = 0, -math.inf, -1, 0
+    history: list[dict[str, Any]] = []
+    state_path = out / STATE_FILE
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        core.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best_value = int(state["epoch"]) + 1, float(state["best_value"])
+        best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
+        history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
+    log = _CsvLog(out / "metrics.csv", resume=resume and start_epoch > 0) if dinfo.is_main else None
+    tb = _tensorboard(out, cfg.log) if dinfo.is_main else None
+    extra_base = _checkpoint_extra(cfg, splits, normalizer)
+    if dinfo.is_main:
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+    stopped_early = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
+        cond_sampler.generator.manual_seed(cfg.seed * 7919 + epoch * 101 + dinfo.rank)
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch * 31 + dinfo.rank)  # dropout draws
+        model.train()
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for batch in _progress(train_loader, cfg.progress and dinfo.is_main, f"epoch {epoch + 1}"):
+            batch = batch_to(batch, device)
+            batch["avail"] = cond_sampler.sample(batch["present"])
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                losses = model(batch)
+            loss = losses["total"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite loss at epoch {epoch + 1}: { {k: float(v) for k, v in losses.items()} }"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.optim.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n_batches += 1
+        mean_losses = {k: v / max(1, n_batches) for k, v in sums.items()}
+        # Every rank evaluates the same validation set, so all take the same early-stopping decision.
+        report = evaluate_conditions(core, adapter, val_loader, splits.class_names, device)
+        value = report.selection_value(metric)
+        improved = value > best_value
+        if improved:
+            best_value, best_epoch, bad_epochs = value, epoch, 0
+        else:
+            bad_epochs += 1
+        row = _epoch_row(
+            epoch + 1, scheduler.get_last_lr()[0], mean_losses, report, time.perf_counter() - t0, value
+        )
+        history.append(row)
+        if dinfo.is_main:
+            assert log is not None
+            log.write(row)
+            if tb is not None:
+                for k, v in row.items():
+                    if isinstance(v, int | float) and k != "epoch":
+                        tb.add_scalar(k, v, epoch + 1)
+            if improved:
+                summary = {
+                    "best_epoch": epoch + 1,
+                    "selection_metric": metric,
+                    "selection_value": value,
+                    "val": report.to_dict(),
+                    "train_losses": mean_losses,
+                }
+                save_checkpoint(out / BEST_FILE, core, {**extra_base, "training_summary": summary})
+            _save_state(
+                state_path, core, optimizer, scheduler, scaler, epoch, best_value, best_epoch, bad_epochs
+            )
+            (out / "history.json").write_text(json.dumps(history))
+        if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
+            stopped_early = True
+            break
+    if dinfo.enabled:
+        dist.barrier()
+
+    result = TrainResult(
+        out_dir=out,
+        best_checkpoint=out / BEST_FILE,
+        best_epoch=best_epoch + 1,
+        best_value=best_value,
+        selection_metric=metric,
+        epochs_run=epoch + 1,
+        stopped_early=stopped_early,
+        history=history,
+    )
+    if evaluate_test and (out / BEST_FILE).is_file():
+        from models.checkpoint import load_checkpoint
+
+        best = load_checkpoint(out / BEST_FILE).model.to(device)
+        result.val_report = evaluate_conditions(
+            best, adapter, val_loader, splits.class_names, device
+        ).to_dict()
+        if splits.test:
+            test_loader = DataLoader(
+                FeatureDataset(splits.test, splits.dims, normalizer, max_len),
+                batch_size=max(64, cfg.optim.batch_size),
+                shuffle=False,
+                collate_fn=collate,
+            )
+            result.test_report = evaluate_conditions(
+                best, adapter, test_loader, splits.class_names, device
+            ).to_dict()
+    if dinfo.is_main:
+        summary = {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items() if k != "history"
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if tb is not None:
+        tb.close()
+    return result
+
+
+def _progress(loader: DataLoader, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _tensorboard(out: Path, log: str) -> Any:
+    if log == "csv":
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:  # tensorboard is an optional package
+        raise ImportError(
+            "log: tensorboard needs the 'tensorboard' package (pip install tensorboard), or use log: csv"
+        ) from e
+    return SummaryWriter(str(out / "tb"))
+
+
+def _save_state(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    epoch: int,
+    best_value: float,
+    best_epoch: int,
+    bad_epochs: int,
+) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "best_value": best_value,
+        "best_epoch": best_epoch,
+        "bad_epochs": bad_epochs,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _checkpoint_extra(cfg: TrainConfig, splits: DataSplits, normalizer: Normalizer) -> dict[str, Any]:
+    desc = dict(splits.description)
+    manifest = desc.pop("store_manifest", None)
+    profile = (
+        manifest
+        if manifest is not None
+        else {"name": desc.get("source", "unknown"), "dims": dict(splits.dims)}
+    )
+    return {
+        "normalization": normalizer.to_dict(),
+        "class_names": list(splits.class_names),
+        "extractor_profile": profile,
+        "data_config": to_dict(cfg.data),
+        "split": desc,
+        "train_config": to_dict(cfg),
+        "data_summary": splits.summary(),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+def load_train_config(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), root: str | None = None
+) -> TrainConfig:
+    data = load_yaml(path) if path else {}
+    if root is not None:
+        data = apply_overrides(data, [f"data.root={root}"])
+    data = apply_overrides(data, list(overrides))
+    return from_dict(TrainConfig, data, where=str(path) if path else "TrainConfig")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--root", default=None, help="data folder (overrides data.root)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. --set optim.lr=1e-4 --set ablation=wo_udcl",
+    )
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last_state.pt")
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args(argv)
+    cfg = load_train_config(args.config, args.overrides, args.root)
+    result = train(cfg, args.out, resume=args.resume, device=args.device)
+    if init_distributed().is_main:
+        print(
+            json.dumps(
+                {
+                    "best_checkpoint": str(result.best_checkpoint),
+                    "best_epoch": result.best_epoch,
+                    result.selection_metric: result.best_value,
+                    "epochs_run": result.epochs_run,
+                    "test": {
+                        c: {"war": m["war"], "uar": m["uar"]}
+                        for c, m in (result.test_report or {}).get("conditions", {}).items()
+                    },
+                },
+                indent=1,
+            )
+        )
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
