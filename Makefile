@@ -1,5 +1,5 @@
 # The two commands a newcomer needs:
-#   make demo   set up and run the main job offline (see README)
+#   make demo   set up and replay a bundled real CREMA-D clip through the engine (offline)
 #   make test   set up and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench export clean
+.PHONY: setup test demo bench bench-engine export clean
 
 setup: $(STAMP)
 
@@ -23,13 +23,16 @@ test: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) -m models.export --config configs/model/cmarr_offline.yaml --random-init --out out/cmarr_offline.onnx --verify
+	$(PY) run_live.py --demo
 
 export: setup
 	$(PY) -m models.export --config configs/model/cmarr.yaml --random-init --out out/cmarr.onnx --verify
 
 bench: setup
 	$(PY) benchmarks/fusion_latency.py
+
+bench-engine: setup
+	$(PY) benchmarks/engine_replay.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

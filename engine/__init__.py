@@ -7,5 +7,15 @@ from engine.config import EngineConfig, load_engine_config
 from engine.engine import UNTRAINED_BANNER, Engine, load_extractors
 from engine.frames import EmotionEvent, ExpertReading, FaceInfo, ModalityHealth, Word
 
-__all__ = ["UNTRAINED_BANNER", "EmotionEvent", "Engine", "EngineConfig", "ExpertReading", "FaceInfo",
-           "ModalityHealth", "Word", "load_engine_config", "load_extractors"]
+__all__ = [
+    "UNTRAINED_BANNER",
+    "EmotionEvent",
+    "Engine",
+    "EngineConfig",
+    "ExpertReading",
+    "FaceInfo",
+    "ModalityHealth",
+    "Word",
+    "load_engine_config",
+    "load_extractors",
+]

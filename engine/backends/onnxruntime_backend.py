@@ -1,0 +1,90 @@
+"""Fusion in onnxruntime (default; CPU). The graph is exported once per model id into a cache folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import FusionBackend, FusionInputs, FusionResult, softmax
+
+_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def default_cache_dir() -> Path:
+    """The user's cache: $XDG_CACHE_HOME/cmarr-engine/onnx, else ~/.cache/cmarr-engine/onnx."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cmarr-engine" / "onnx"
+
+
+def cached_graph(model: torch.nn.Module, model_id: str, cache_dir: str | Path | None = None) -> Path:
+    """Path of the exported graph for ``model_id``, exporting it on first use (atomic rename)."""
+    from models.export import export_onnx
+
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id)
+    path = folder / f"{safe}.onnx"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("engine").warning("exporting the fusion graph for onnxruntime into %s (once per model; "
+                                        "this takes a while on a small CPU)", folder)
+    tmp = folder / f".{safe}.{os.getpid()}.tmp.onnx"
+    export_onnx(model, tmp)
+    tmp.replace(path)
+    return path
+
+
+class OnnxRuntimeBackend(FusionBackend):
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model: torch.nn.Module | None,
+        model_id: str,
+        device: str = "cpu",
+        threads: int = 2,
+        graph_optimization: str = "all",
+        cache_dir: str | None = None,
+        onnx_path: str | Path | None = None,
+        **_: object,
+    ) -> None:
+        super().__init__(model_id)
+        import onnxruntime as ort
+
+        if onnx_path is None:
+            if model is None:
+                raise ValueError("onnxruntime backend needs a model to export or an onnx_path")
+            onnx_path = cached_graph(model, model_id, cache_dir)
+        self.onnx_path = Path(onnx_path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[graph_optimization])
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise RuntimeError(
+                    f"onnxruntime backend: device {device!r} requested but this onnxruntime has "
+                    f"no CUDAExecutionProvider (available: {ort.get_available_providers()})"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(self.onnx_path), sess_options=so, providers=providers)
+        self._inputs = {i.name for i in self.session.get_inputs()}
+
+    def infer(self, inputs: FusionInputs) -> FusionResult:
+        feed = {k: np.ascontiguousarray(v) for k, v in inputs.feed().items() if k in self._inputs}
+        (logits,) = self.session.run(["logits"], feed)
+        logits = np.asarray(logits, dtype=np.float32)
+        return FusionResult(logits=logits, probs=softmax(logits))
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "onnx": self.onnx_path.name}

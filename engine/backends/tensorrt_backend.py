@@ -1,0 +1,261 @@
+"""Fusion in TensorRT: an engine built from the exported ONNX graph, fp16 by default.
+
+* Optimization profile: dynamic batch and lengths, with min/opt/max per dimension from options.
+* Engine cache keyed by the ONNX graph's hash, the GPU (name + compute capability), the TensorRT
+  version, the precision and the profile; a timing cache is kept beside it and reused across builds.
+* Runs on a dedicated CUDA stream with torch tensors as device buffers; for shapes seen before it
+  replays a captured CUDA graph (``cuda_graphs=True``), which removes per-call launch overhead.
+* Optional int8 with an entropy calibrator fed from a .npz of real fusion inputs.
+
+``tensorrt`` is an optional dependency (extra ``[tensorrt]``). It is imported when the backend is created,
+and its absence raises a RuntimeError that says what to do (see engine/backends/__init__.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import FusionBackend, FusionInputs, FusionResult, softmax
+from .onnxruntime_backend import cached_graph
+
+
+def _import_tensorrt():  # noqa: ANN202
+    try:
+        import tensorrt as trt  # type: ignore[import-not-found]
+    except ImportError as e:  # pragma: no cover - depends on the machine
+        raise ModuleNotFoundError(
+            f"tensorrt is not importable ({e}); install TensorRT for your CUDA version "
+            "(pip install '.[tensorrt]' with NVIDIA's index, or JetPack on Jetson)") from e
+    return trt
+
+
+def tensorrt_status() -> dict[str, Any]:
+    """What this machine offers for TensorRT: import, version, CUDA device. Never raises."""
+    status: dict[str, Any] = {"cuda": torch.cuda.is_available()}
+    if status["cuda"]:
+        status["gpu"] = torch.cuda.get_device_name(0)
+        status["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+    try:
+        trt = _import_tensorrt()
+        status["tensorrt"] = trt.__version__
+    except ModuleNotFoundError as e:
+        status["tensorrt"] = None
+        status["reason"] = str(e)
+    return status
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cmarr-engine" / "tensorrt"
+
+
+@dataclass
+class ProfileShapes:
+    """min/opt/max of the dynamic dimensions (batch and each modality's length)."""
+
+    batch: tuple[int, int, int] = (1, 1, 64)
+    text: tuple[int, int, int] = (1, 32, 512)
+    audio: tuple[int, int, int] = (1, 300, 3000)
+    video: tuple[int, int, int] = (1, 90, 900)
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "text", "audio", "video"):
+            lo, opt, hi = getattr(self, name)
+            if not 1 <= lo <= opt <= hi:
+                raise ValueError(f"profile {name} must satisfy 1 <= min <= opt <= max, got {(lo, opt, hi)}")
+
+
+def _make_calibrator(trt: Any, batches: list[dict[str, np.ndarray]], cache_file: Path):  # noqa: ANN202
+    """An IInt8EntropyCalibrator2 over ``batches`` (defined here because its base class needs tensorrt)."""
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches = batches
+            self.i = 0
+            self.buffers: dict[str, torch.Tensor] = {}
+
+        def get_batch_size(self) -> int:
+            return int(self.batches[0]["avail"].shape[0])
+
+        def get_batch(self, names: list[str]):  # noqa: ANN202
+            if self.i >= len(self.batches):
+                return None
+            b = self.batches[self.i]
+            self.i += 1
+            self.buffers = {n: torch.from_numpy(np.ascontiguousarray(b[n])).cuda() for n in names}
+            return [int(self.buffers[n].data_ptr()) for n in names]
+
+        def read_calibration_cache(self):  # noqa: ANN202
+            return cache_file.read_bytes() if cache_file.is_file() else None
+
+        def write_calibration_cache(self, cache: bytes) -> None:
+            cache_file.write_bytes(bytes(cache))
+
+    return Calibrator()
+
+
+class TensorRTBackend(FusionBackend):
+    name = "tensorrt"
+
+    def __init__(self, model: torch.nn.Module | None, model_id: str, device: str = "cuda",
+                 precision: str = "fp16", profile: dict[str, Any] | ProfileShapes | None = None,
+                 cache_dir: str | None = None, onnx_path: str | Path | None = None, cuda_graphs: bool = True,
+                 workspace_mb: int = 1024, calibration_npz: str | None = None, **_: object) -> None:
+        super().__init__(model_id)
+        try:
+            trt = _import_tensorrt()
+        except ModuleNotFoundError as e:
+            raise RuntimeError(f"the tensorrt backend is not available here: {e}; "
+                               "use --backend onnxruntime or torch instead") from e
+        if not torch.cuda.is_available():
+            raise RuntimeError("tensorrt backend needs a CUDA GPU; none is visible (use onnxruntime or torch)")
+        if precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+        self.trt = trt
+        self.precision = precision
+        self.device = torch.device(device if device.startswith("cuda") else "cuda")
+        self.shapes = profile if isinstance(profile, ProfileShapes) else ProfileShapes(**(profile or {}))
+        if onnx_path is None:
+            if model is None:
+                raise ValueError("tensorrt backend needs a model to export or an onnx_path")
+            onnx_path = cached_graph(model, model_id)
+        self.onnx_path = Path(onnx_path)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.engine_path = self.cache_dir / f"{self.cache_key()}.engine"
+        self.built_now = False
+        if not self.engine_path.is_file():
+            self._build(workspace_mb, calibration_npz)
+            self.built_now = True
+        runtime = trt.Runtime(self.logger)
+        self.engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not deserialize {self.engine_path}; delete it to rebuild")
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream(device=self.device)
+        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in self.names if n not in self.inputs]
+        self.cuda_graphs = cuda_graphs
+        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]] = {}
+
+    # ---------------------------------------------------------------------------------------------- build
+    def cache_key(self) -> str:
+        h = hashlib.sha256(self.onnx_path.read_bytes()).hexdigest()[:16]
+        props = torch.cuda.get_device_properties(self.device)
+        ident = {"onnx": h, "gpu": props.name, "cc": f"{props.major}.{props.minor}",
+                 "trt": self.trt.__version__, "precision": self.precision, "profile": self.shapes.__dict__}
+        digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+        return f"fusion-{self.precision}-{digest}"
+
+    def _build(self, workspace_mb: int, calibration_npz: str | None) -> None:
+        trt = self.trt
+        builder = trt.Builder(self.logger)
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, self.logger)
+        if not parser.parse(self.onnx_path.read_bytes()):
+            errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse {self.onnx_path.name}: {errs}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+        if self.precision in ("fp16", "int8"):
+            config.set_flag(trt.BuilderFlag.FP16)
+        if self.precision == "int8":
+            if not calibration_npz:
+                raise ValueError("int8 needs calibration_npz: a .npz of real fusion inputs (one batch per key set)")
+            config.set_flag(trt.BuilderFlag.INT8)
+            data = np.load(calibration_npz)
+            n = int(data["avail"].shape[0])
+            bs = self.shapes.batch[1]
+            batches = [{k: data[k][i:i + bs] for k in data.files} for i in range(0, n - bs + 1, bs)]
+            config.int8_calibrator = _make_calibrator(trt, batches, self.engine_path.with_suffix(".calib"))
+        timing_path = self.cache_dir / "timing.cache"
+        cache = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        prof = builder.create_optimization_profile()
+        b = self.shapes.batch
+        for i in range(network.num_inputs):
+            t = network.get_input(i)
+            name = t.name
+            if name == "avail":
+                prof.set_shape(name, (b[0], 3), (b[1], 3), (b[2], 3))
+                continue
+            mod = name.removesuffix("_mask")
+            ln = getattr(self.shapes, mod)
+            if name.endswith("_mask"):
+                prof.set_shape(name, (b[0], ln[0]), (b[1], ln[1]), (b[2], ln[2]))
+            else:
+                d = t.shape[2]
+                prof.set_shape(name, (b[0], ln[0], d), (b[1], ln[1], d), (b[2], ln[2], d))
+        config.add_optimization_profile(prof)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise RuntimeError("TensorRT engine build failed (see the TensorRT log above)")
+        tmp = self.engine_path.with_suffix(".tmp")
+        tmp.write_bytes(bytes(serialized))
+        tmp.replace(self.engine_path)
+        timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+
+    # ---------------------------------------------------------------------------------------------- run
+    def _torch_dtype(self, name: str) -> torch.dtype:
+        dt = self.engine.get_tensor_dtype(name)
+        t = self.trt.DataType
+        return {t.FLOAT: torch.float32, t.HALF: torch.float16, t.BOOL: torch.bool, t.INT32: torch.int32,
+                t.INT64: torch.int64}[dt]
+
+    def _bind(self, feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        bufs: dict[str, torch.Tensor] = {}
+        for n in self.inputs:
+            x = torch.from_numpy(np.ascontiguousarray(feed[n])).to(self.device, self._torch_dtype(n), non_blocking=True)
+            self.context.set_input_shape(n, tuple(x.shape))
+            bufs[n] = x
+        for n in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(n))
+            bufs[n] = torch.empty(shape, dtype=self._torch_dtype(n), device=self.device)
+        for n, t in bufs.items():
+            self.context.set_tensor_address(n, int(t.data_ptr()))
+        return bufs
+
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+
+    def infer(self, inputs: FusionInputs) -> FusionResult:
+        feed = inputs.feed()
+        key = tuple((n, feed[n].shape) for n in self.inputs)
+        with torch.cuda.stream(self.stream):
+            if self.cuda_graphs and key in self._graphs:
+                graph, bufs = self._graphs[key]
+                for n in self.inputs:  # copy new values into the captured input buffers
+                    bufs[n].copy_(torch.from_numpy(np.ascontiguousarray(feed[n])).to(bufs[n].dtype),
+                                  non_blocking=True)
+                for n, t in bufs.items():
+                    self.context.set_tensor_address(n, int(t.data_ptr()))
+                for n in self.inputs:
+                    self.context.set_input_shape(n, tuple(bufs[n].shape))
+                graph.replay()
+            else:
+                bufs = self._bind(feed)
+                self._enqueue()
+                if self.cuda_graphs:
+                    self.stream.synchronize()
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, stream=self.stream):
+                        self._enqueue()
+                    self._graphs[key] = (graph, bufs)
+            logits = bufs["logits"].float().cpu().numpy()  # syncs the stream
+        return FusionResult(logits=logits, probs=softmax(logits))
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "precision": self.precision, "engine": self.engine_path.name,
+                "tensorrt": self.trt.__version__, "cuda_graphs": str(self.cuda_graphs)}

@@ -1,0 +1,174 @@
+"""EngineConfig: typed, validated settings of the streaming engine (YAML in configs/engine/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.config_io import load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("onnxruntime", "torch", "tensorrt")
+
+
+def resolve_path(p: str | Path) -> Path:
+    """A relative path is taken from the working directory if it exists there, else from the repo root."""
+    p = Path(p).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return REPO_ROOT / p
+
+
+@dataclass
+class WindowConfig:
+    """Windows of ``window_s`` seconds every ``hop_s`` seconds, aligned on media time. Early windows
+    start at 0 (shorter); at the end of a stream a final window closes at the stream's end when at least
+    ``min_final_s`` of new media arrived since the last window end."""
+
+    window_s: float = 3.0
+    hop_s: float = 1.0
+    min_final_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0 or self.hop_s <= 0:
+            raise ValueError(f"window_s and hop_s must be > 0, got {self.window_s}, {self.hop_s}")
+        if self.hop_s > self.window_s:
+            raise ValueError(f"hop_s {self.hop_s} > window_s {self.window_s} would skip media")
+        if self.min_final_s < 0:
+            raise ValueError(f"min_final_s must be >= 0, got {self.min_final_s}")
+
+
+@dataclass
+class AudioHealthConfig:
+    min_coverage: float = 0.5  # fraction of the window covered by received samples, below -> dropout
+    silence_dbfs: float = -60.0  # window RMS below this -> silence (quiet speech tails reach -50)
+    vad_threshold: float = 0.5  # silero speech probability per 32 ms chunk
+    min_speech_ratio: float = 0.05  # fraction of VAD chunks with speech, below -> silence (no speech)
+    clip_level: float = 0.999  # |sample| at or above counts as clipped
+    max_clip_ratio: float = 0.02  # fraction of clipped samples, above -> clipping
+
+    def __post_init__(self) -> None:
+        for n in ("min_coverage", "vad_threshold", "min_speech_ratio", "clip_level", "max_clip_ratio"):
+            v = getattr(self, n)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"audio health {n} must be in [0, 1], got {v}")
+
+
+@dataclass
+class VideoHealthConfig:
+    min_fps: float = 5.0  # frames per second received in the window, below -> frame-rate collapse
+    dark_luma: float = 25.0  # mean luma (0..255) below -> dark
+    frozen_diff: float = 0.05  # mean |frame - previous| (0..255) below for all frames -> frozen (a still
+    # actor on a real camera still changes by 0.3-1 through sensor noise and compression)
+    min_face_ratio: float = 0.5  # fraction of frames with a face, below -> no face
+    occlusion_score: float = 0.5  # median detection score below -> occluded
+    max_landmark_loss: float = 0.5  # mean fraction of keypoints lost (outside the box) above -> occluded
+
+    def __post_init__(self) -> None:
+        if self.min_fps < 0 or self.dark_luma < 0 or self.frozen_diff < 0:
+            raise ValueError("video health thresholds must be >= 0")
+        for n in ("min_face_ratio", "occlusion_score", "max_landmark_loss"):
+            v = getattr(self, n)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"video health {n} must be in [0, 1], got {v}")
+
+
+@dataclass
+class TextHealthConfig:
+    min_words: int = 1
+    # Use words the streaming policy has not confirmed yet. They carry a window's speech before the
+    # commit lag has passed; the event lists them separately in ``tentative``.
+    use_tentative: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_words < 1:
+            raise ValueError(f"text health min_words must be >= 1, got {self.min_words}")
+
+
+@dataclass
+class ASRStreamConfig:
+    """Streaming policy over faster-whisper (LocalAgreement-n)."""
+
+    enabled: bool = True
+    step_s: float = 1.0  # run the recogniser after this much new audio
+    agreement: int = 2  # a word is committed when this many consecutive hypotheses agree on it
+    max_buffer_s: float = 15.0  # bound on uncommitted audio: older words are force-committed (bounded lag)
+    min_audio_s: float = 0.3  # do not run on less audio than this
+    prompt_words: int = 30  # committed words passed back as the prompt
+
+    def __post_init__(self) -> None:
+        if self.step_s <= 0 or self.max_buffer_s <= self.step_s:
+            raise ValueError(f"asr step_s {self.step_s} must be > 0 and < max_buffer_s {self.max_buffer_s}")
+        if self.agreement < 1:
+            raise ValueError(f"asr agreement must be >= 1, got {self.agreement}")
+
+
+@dataclass
+class BackendConfig:
+    name: str = "onnxruntime"
+    device: str = "cpu"
+    threads: int = 2  # onnxruntime intra-op threads / torch threads
+    graph_optimization: str = "all"  # onnxruntime: disable | basic | extended | all
+    cache_dir: str | None = None  # exported graphs; default: the user's cache (XDG_CACHE_HOME)
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKENDS:
+            raise ValueError(f"backend name must be one of {BACKENDS}, got {self.name!r}")
+        if self.threads < 1:
+            raise ValueError(f"backend threads must be >= 1, got {self.threads}")
+        if self.graph_optimization not in ("disable", "basic", "extended", "all"):
+            raise ValueError(
+                f"graph_optimization must be disable|basic|extended|all, got {self.graph_optimization!r}"
+            )
+
+
+@dataclass
+class QueueConfig:
+    audio_frames: int = 512  # bounded audio queue (chunks); a live source records drops when it is full
+    video_frames: int = 8  # bounded video queue in lossless mode; live sources keep only the latest frame
+    max_lead_s: float = 6.0  # consumers pause when this far ahead of the next window end (backpressure)
+    live_wait_s: float = 1.0  # live: a window waits at most this long (wall) for a lagging modality
+
+    def __post_init__(self) -> None:
+        if self.audio_frames < 1 or self.video_frames < 1:
+            raise ValueError("queue sizes must be >= 1")
+        if self.max_lead_s <= 0 or self.live_wait_s <= 0:
+            raise ValueError("max_lead_s and live_wait_s must be > 0")
+
+
+@dataclass
+class EngineConfig:
+    extractors: str = (
+        "offline"  # extractor profile: a name in configs/extractors ("offline", "paper") or a YAML path
+    )
+    model_config: str = "configs/model/cmarr_offline.yaml"  # used for the untrained model only
+    checkpoint: str | None = None  # trained CM-ARR .safetensors; None -> untrained (random init)
+    seed: int = 0  # random init seed of the untrained model
+    stream: str = "main"
+    window: WindowConfig = field(default_factory=WindowConfig)
+    audio_health: AudioHealthConfig = field(default_factory=AudioHealthConfig)
+    video_health: VideoHealthConfig = field(default_factory=VideoHealthConfig)
+    text_health: TextHealthConfig = field(default_factory=TextHealthConfig)
+    asr: ASRStreamConfig = field(default_factory=ASRStreamConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    queues: QueueConfig = field(default_factory=QueueConfig)
+    ema_alpha: float = 0.0  # probability smoothing p <- a*p_prev + (1-a)*p_new; 0 = off
+    vad: bool = True
+    expert: bool = True  # add the face expression model's own reading to events
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_alpha < 1.0:
+            raise ValueError(f"ema_alpha must be in [0, 1), got {self.ema_alpha}")
+        if not self.stream:
+            raise ValueError("stream name must not be empty")
+        if self.queues.max_lead_s <= self.asr.step_s + self.window.hop_s:
+            raise ValueError(
+                f"queues.max_lead_s {self.queues.max_lead_s} must exceed asr.step_s + window.hop_s "
+                f"({self.asr.step_s + self.window.hop_s}): recognition needs that much audio ahead"
+            )
+
+
+def load_engine_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> EngineConfig:
+    return load_config(EngineConfig, resolve_path(path) if path else None, overrides)

@@ -1,0 +1,144 @@
+"""Replay any audio/video container through PyAV: video without audio, audio without video, any sample
+rate or channel count. Paced at real time, or as fast as the engine consumes (``fast``).
+
+Decoding is blocking, so each demuxed batch is decoded in a worker thread; pacing sleeps on the event
+loop. A file that cannot be opened or that breaks mid-stream becomes modality-missing status frames and
+an EndFrame, never an exception out of ``run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from engine.frames import AudioFrame, EndFrame, Frame, SourceStatusFrame, VideoFrame
+from engine.sources.base import Emit, MediaClock, Source
+from engine.sources.resample import StreamResampler
+from models.encoders.audio import TARGET_SR
+
+_DONE = object()
+
+
+class FileReplaySource(Source):
+    modalities = ("audio", "video")
+
+    def __init__(
+        self,
+        path: str | Path,
+        fast: bool = False,
+        name: str | None = None,
+        loop: bool = False,
+        audio: bool = True,
+        video: bool = True,
+        max_seconds: float | None = None,
+    ) -> None:
+        super().__init__(name or Path(path).name)
+        self.path = Path(path)
+        self.fast = fast
+        self.realtime = not fast
+        self.loop_file = loop
+        self.want_audio, self.want_video = audio, video
+        self.max_seconds = max_seconds
+        self.modalities = tuple(m for m, w in (("audio", audio), ("video", video)) if w)
+
+    # -- blocking decode, run in a worker thread -------------------------------------------------
+    def _decode(self, offset: float) -> Iterator[Frame]:
+        """Yield frames in container order. ``offset`` shifts timestamps (looping)."""
+        import av
+
+        try:
+            container = av.open(str(self.path))
+        except (OSError, av.error.FFmpegError, ValueError) as e:
+            for m in self.modalities:
+                yield SourceStatusFrame(m, False, f"cannot open {self.path.name}: {e}", offset, self.name)
+            return
+        with container:
+            a_stream = container.streams.audio[0] if (self.want_audio and container.streams.audio) else None
+            v_stream = container.streams.video[0] if (self.want_video and container.streams.video) else None
+            if self.want_audio and a_stream is None:
+                yield SourceStatusFrame("audio", False, "file has no audio track", offset, self.name)
+            if self.want_video and v_stream is None:
+                yield SourceStatusFrame("video", False, "file has no video track", offset, self.name)
+            streams = [s for s in (a_stream, v_stream) if s is not None]
+            if not streams:
+                return
+            resampler: StreamResampler | None = None
+            converter = None
+            a_samples = 0  # 16 kHz samples emitted: audio time is sample-exact and gapless
+            a_t0: float | None = None
+            if v_stream is not None:
+                v_stream.thread_type = "AUTO"
+            if a_stream is not None:
+                rate = int(a_stream.codec_context.sample_rate or a_stream.rate or TARGET_SR)
+                resampler = StreamResampler(rate)
+                converter = av.AudioResampler(format="fltp", layout=a_stream.codec_context.layout, rate=rate)
+            n_video = 0
+            try:
+                for packet in container.demux(*streams):
+                    for frame in packet.decode():
+                        if isinstance(frame, av.AudioFrame):
+                            assert converter is not None and resampler is not None
+                            if a_t0 is None:
+                                a_t0 = max(0.0, float(frame.time or 0.0))
+                            for out in converter.resample(frame):
+                                pcm = resampler(out.to_ndarray(), channels_axis=0)  # [C, n] planar
+                                if len(pcm):
+                                    t = offset + a_t0 + a_samples / TARGET_SR
+                                    a_samples += len(pcm)
+                                    yield AudioFrame(pcm, TARGET_SR, t, self.name)
+                        elif isinstance(frame, av.VideoFrame):
+                            fps = float(v_stream.average_rate or 30) if v_stream is not None else 30.0
+                            t = float(frame.time) if frame.time is not None else n_video / fps
+                            n_video += 1
+                            yield VideoFrame(frame.to_ndarray(format="rgb24"), offset + t, self.name)
+            except (av.error.FFmpegError, ValueError, OSError) as e:
+                # A corrupt packet mid-file: report and stop this file; what was decoded stays valid.
+                end_t = offset + max(n_video / 30.0, a_samples / TARGET_SR)
+                for m in self.modalities:
+                    yield SourceStatusFrame(
+                        m, False, f"decode error in {self.path.name}: {e}", end_t, self.name
+                    )
+                return
+            if converter is not None and resampler is not None and a_t0 is not None:
+                tail = [o.to_ndarray() for o in converter.resample(None)]
+                pcm = resampler(
+                    np.concatenate(tail, axis=1) if tail else np.zeros((1, 0), np.float32),
+                    channels_axis=0,
+                    last=True,
+                )
+                if len(pcm):
+                    yield AudioFrame(pcm, TARGET_SR, offset + a_t0 + a_samples / TARGET_SR, self.name)
+
+    # -- the coroutine ------------------------------------------------------------------------------
+    async def run(self, emit: Emit, clock: MediaClock) -> None:
+        offset = 0.0
+        t_last = 0.0
+        wall0 = time.monotonic()
+        while True:
+            frames = self._decode(offset)
+            while True:
+                # Decoding a packet is blocking work: off the event loop. Sentinel instead of
+                # StopIteration, which cannot cross a thread boundary cleanly.
+                frame = await asyncio.to_thread(next, frames, _DONE)
+                if frame is _DONE:
+                    break
+                assert not isinstance(frame, EndFrame)
+                t_last = max(t_last, frame.t + (frame.duration if isinstance(frame, AudioFrame) else 0.0))
+                if self.max_seconds is not None and frame.t >= self.max_seconds:
+                    frames.close()
+                    await emit(EndFrame(self.name, min(t_last, self.max_seconds)))
+                    return
+                if not self.fast:
+                    delay = wall0 + frame.t - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                frame.arrival = time.monotonic()
+                await emit(frame)
+            if not self.loop_file or t_last <= offset:
+                break
+            offset = t_last
+        await emit(EndFrame(self.name, t_last))

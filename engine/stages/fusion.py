@@ -1,0 +1,171 @@
+"""Fusion stage: the fusion model (trained checkpoint or untrained CM-ARR), its backend, normalisation,
+and the check that a checkpoint was trained on the extractors the engine runs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.backends import FusionBackend, FusionInputs, create_backend
+from engine.config import EngineConfig, resolve_path
+from models.modalities import MODALITIES
+
+UNTRAINED = "untrained"
+# Keys a checkpoint may use for per-modality feature statistics: {modality: {"mean": [D], "std": [D]}}.
+STATS_KEYS = ("feature_stats", "normalisation", "normalization")
+
+
+class ProfileMismatchError(ValueError):
+    """The checkpoint was trained on features from other extractors than the engine's."""
+
+
+@dataclass
+class FusionModel:
+    model: torch.nn.Module
+    identity: str  # checkpoint identity ("cmarr:<sha12>") or "untrained"
+    cache_key: str  # keys exported graphs: checkpoint sha256, or a hash of the untrained weights
+    trained: bool
+    class_names: tuple[str, ...]
+    dims: dict[str, int]
+    stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # modality -> (mean, std)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _weights_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        buf = io.BytesIO()
+        np.save(buf, v.detach().cpu().numpy())
+        h.update(buf.getvalue())
+    return h.hexdigest()
+
+
+def _stats(extra: dict[str, Any], dims: dict[str, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    raw = next((extra[k] for k in STATS_KEYS if k in extra), None)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if not raw:
+        return out
+    for m in MODALITIES:
+        if m not in raw:
+            continue
+        mean = np.asarray(raw[m]["mean"], np.float32).reshape(-1)
+        std = np.asarray(raw[m]["std"], np.float32).reshape(-1)
+        if mean.shape != (dims[m],) or std.shape != (dims[m],):
+            raise ValueError(
+                f"checkpoint {m} statistics have {mean.shape}/{std.shape}, expected ({dims[m]},)"
+            )
+        out[m] = (mean, np.maximum(std, 1e-6))
+    return out
+
+
+def load_fusion_model(
+    cfg: EngineConfig, extractor_description: dict[str, Any], dims: dict[str, int]
+) -> FusionModel:
+    """The trained checkpoint of ``cfg.checkpoint`` (refused when its extractor profile differs), or an
+    untrained CM-ARR sized for the extractors."""
+    if cfg.checkpoint:
+        from models.checkpoint import load_checkpoint, read_metadata
+        from models.encoders.profile import profile_mismatches
+
+        path = resolve_path(cfg.checkpoint)
+        meta = read_metadata(path)
+        recorded = meta["extra"].get("extractor_profile")
+        if not recorded:
+            raise ProfileMismatchError(
+                f"checkpoint {path.name} does not record the extractor profile it was trained with "
+                "(extra['extractor_profile']); the engine cannot check that its features match. Retrain with "
+                "the current training code, which records it."
+            )
+        diffs = profile_mismatches(recorded, extractor_description)
+        if diffs:
+            raise ProfileMismatchError(
+                f"checkpoint {path.name} was trained with extractor profile "
+                f"{recorded.get('name')!r} but the engine runs {extractor_description.get('name')!r}; "
+                "features would not match:\n  "
+                + "\n  ".join(diffs[:12])
+                + "\nRun the engine with the checkpoint's profile (extractors: ...) or retrain."
+            )
+        ck = load_checkpoint(path)
+        c = ck.config
+        got = {"text": c.text_dim, "audio": c.audio_dim, "video": c.video_dim}
+        if got != dims:
+            raise ProfileMismatchError(f"checkpoint feature sizes {got} differ from the extractors' {dims}")
+        return FusionModel(
+            ck.model.eval(),
+            ck.identity,
+            ck.sha256,
+            True,
+            tuple(c.class_names),
+            dims,
+            _stats(ck.extra, dims),
+            ck.extra,
+        )
+    from models.cmarr import CMARR, CMARRConfig
+    from models.config_io import from_dict, load_yaml, to_dict
+
+    data = load_yaml(resolve_path(cfg.model_config))
+    mc = from_dict(
+        CMARRConfig,
+        {**data, "text_dim": dims["text"], "audio_dim": dims["audio"], "video_dim": dims["video"]},
+    )
+    torch.manual_seed(cfg.seed)
+    model = CMARR(mc).eval()
+    key = "untrained-" + hashlib.sha256((str(to_dict(mc)) + _weights_hash(model)).encode()).hexdigest()[:24]
+    return FusionModel(model, UNTRAINED, key, False, tuple(mc.class_names), dims)
+
+
+def build_backend(fm: FusionModel, cfg: EngineConfig) -> FusionBackend:
+    b = cfg.backend
+    return create_backend(
+        b.name,
+        fm.model,
+        fm.cache_key,
+        device=b.device,
+        threads=b.threads,
+        graph_optimization=b.graph_optimization,
+        cache_dir=b.cache_dir,
+    )
+
+
+class FusionStage:
+    def __init__(self, fm: FusionModel, backend: FusionBackend) -> None:
+        self.fm = fm
+        self.backend = backend
+
+    def normalise(self, m: str, x: np.ndarray) -> np.ndarray:
+        if m in self.fm.stats and len(x):
+            mean, std = self.fm.stats[m]
+            return ((x - mean) / std).astype(np.float32)
+        return x.astype(np.float32, copy=False)
+
+    def __call__(self, feats: dict[str, np.ndarray], avail: np.ndarray) -> np.ndarray:
+        """feats: modality -> [L, D] (rows of usable modalities); avail: [3]. Returns probs [C]."""
+        sample: dict[str, np.ndarray] = {"avail": np.asarray(avail, np.float32)}
+        for i, m in enumerate(MODALITIES):
+            x = feats.get(m)
+            if x is None or not avail[i]:
+                x = np.zeros((0, self.fm.dims[m]), np.float32)  # masked out; the model reconstructs it
+            sample[m] = self.normalise(m, x)
+        res = self.backend.infer(FusionInputs.from_samples([sample], self.fm.dims))
+        return res.probs[0]
+
+
+class EMASmoother:
+    """p_t = a * p_{t-1} + (1 - a) * p_new; a window without probabilities leaves the state unchanged."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+        self.state: np.ndarray | None = None
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        if self.alpha <= 0 or self.state is None:
+            self.state = probs.copy()
+        else:
+            self.state = self.alpha * self.state + (1 - self.alpha) * probs
+        return self.state

@@ -1,0 +1,174 @@
+"""Window processing (blocking, worker thread): modality health, feature extraction, NaN checks,
+fusion with reconstruction, smoothing, the face expert reading, and the EmotionEvent."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.frames import EmotionEvent, ExpertReading, FaceInfo, ModalityHealth, Word
+from engine.stages.face import FaceRecord, expert_reading
+from engine.stages.fusion import EMASmoother, FusionModel, FusionStage
+from engine.stages.health import audio_health, text_health, video_health
+from engine.stages.window import WindowSpec
+from models.modalities import MODALITIES, condition_name
+
+
+@dataclass
+class WindowInputs:
+    """Everything one window needs, sliced from the timelines on the event loop."""
+
+    spec: WindowSpec
+    pcm: np.ndarray  # [n] float32, 16 kHz: the window's received audio
+    coverage: float  # received fraction of the window (0..1)
+    speech: list[float]  # VAD speech probability per 32 ms chunk
+    records: list[FaceRecord]  # analysed video frames
+    committed: list[Word]
+    tentative: list[Word]
+    asr_error: str  # error of a failed recognition pass over the window, or ""
+    reasons: dict[str, str]  # audio/video: why the source is down, or ""
+
+
+class WindowProcessor:
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        extractors: Any,
+        fusion: FusionStage,
+        fusion_model: FusionModel,
+        vad_enabled: bool,
+        asr_enabled: bool,
+    ) -> None:
+        self.cfg = cfg
+        self.extractors = extractors
+        self.fusion = fusion
+        self.fusion_model = fusion_model
+        self.vad_enabled = vad_enabled
+        self.asr_enabled = asr_enabled
+        self.smoother = EMASmoother(cfg.ema_alpha)
+
+    def failed(self, spec: WindowSpec, msg: str) -> EmotionEvent:
+        """A degraded event for a window whose processing raised (keeps seq gapless)."""
+        mods = {m: ModalityHealth("missing", "window processing failed") for m in MODALITIES}
+        return EmotionEvent(
+            0,
+            self.cfg.stream,
+            spec.t_start,
+            spec.t_end,
+            0.0,
+            None,
+            None,
+            "",
+            mods,
+            "",
+            model=self.fusion_model.identity if self.fusion_model else "?",
+            trained=bool(self.fusion_model and self.fusion_model.trained),
+            errors=[msg],
+            final=spec.final,
+        )
+
+    def __call__(self, w: WindowInputs) -> EmotionEvent:
+        """Blocking (worker thread): health, features, fusion for one window."""
+        spec, pcm, records, committed, tentative = w.spec, w.pcm, w.records, w.committed, w.tentative
+        lat: dict[str, float] = {}
+        errors: list[str] = []
+        t0 = time.perf_counter()
+        hc = self.cfg
+        a_h = audio_health(pcm, w.coverage, w.speech, hc.audio_health, w.reasons["audio"], self.vad_enabled)
+        v_h = video_health(records, max(spec.duration, 1e-3), hc.video_health, w.reasons["video"])
+        t_h = text_health(committed, tentative, hc.text_health, a_h, w.asr_error, self.asr_enabled)
+        health = {"text": t_h, "audio": a_h, "video": v_h}
+        lat["health"] = (time.perf_counter() - t0) * 1e3
+        words = committed + tentative
+        transcript = " ".join(w.text for w in committed)
+        feats: dict[str, np.ndarray] = {}
+
+        def extract(m: str, fn: Any) -> None:
+            if not health[m].usable:
+                return
+            t = time.perf_counter()
+            try:
+                x = np.asarray(fn(), np.float32)
+            except Exception as e:  # noqa: BLE001 - an extractor failure is a missing modality
+                health[m] = ModalityHealth(
+                    "missing", f"feature extraction failed: {type(e).__name__}", health[m].stats
+                )
+                errors.append(f"{m} features: {type(e).__name__}: {e}")
+                return
+            finally:
+                lat[f"{m}_features"] = (time.perf_counter() - t) * 1e3
+            if x.ndim != 2 or x.shape[0] == 0:
+                health[m] = ModalityHealth("missing", "no feature frames", health[m].stats)
+            elif not np.all(np.isfinite(x)):
+                health[m] = ModalityHealth("missing", "non-finite features (NaN/inf)", health[m].stats)
+            else:
+                feats[m] = x
+
+        ex = self.extractors
+        extract("audio", lambda: ex.speech(pcm))
+        extract("text", lambda: ex.text(" ".join(w.text for w in words)))
+        extract("video", lambda: np.stack([r.feature for r in records if r.present]))
+        avail = np.array([1.0 if health[m].usable else 0.0 for m in MODALITIES], np.float32)
+        probs_d = raw_d = None
+        label = None
+        condition = ""
+        if avail.any():
+            condition = condition_name(tuple(int(a) for a in avail))
+            t = time.perf_counter()
+            raw = self.fusion(feats, avail)
+            lat["fusion"] = (time.perf_counter() - t) * 1e3
+            if np.all(np.isfinite(raw)):
+                smooth = self.smoother(raw)
+                names = self.fusion_model.class_names
+                raw_d = {c: float(p) for c, p in zip(names, raw, strict=True)}
+                probs_d = {c: float(p) for c, p in zip(names, smooth, strict=True)}
+                label = names[int(np.argmax(smooth))]
+            else:
+                errors.append("fusion produced non-finite probabilities")
+                condition = ""
+            for m in MODALITIES:
+                if not health[m].usable:
+                    health[m] = ModalityHealth(
+                        "reconstructed" if probs_d else "missing", health[m].reason, health[m].stats
+                    )
+        faces = [r for r in records if r.present]
+        face = None
+        if faces:
+            face = FaceInfo(faces[-1].box, float(np.median([r.score for r in faces])))
+        experts: dict[str, ExpertReading] = {}
+        if hc.expert:
+            fer = getattr(getattr(ex.face, "embedder", None), "class_names", None)
+            reading = expert_reading(records, self.fusion_model.class_names, tuple(fer)) if fer else None
+            if reading is not None:
+                probs, n = reading
+                experts["face"] = ExpertReading("mini_xception_fer2013", probs, max(probs, key=probs.get), n)
+        if records:
+            lat["face"] = float(np.mean([r.ms for r in records]))
+        lat["window"] = (time.perf_counter() - t0) * 1e3
+        fm = self.fusion_model
+        return EmotionEvent(
+            seq=0,
+            stream=hc.stream,
+            t_start=round(spec.t_start, 4),
+            t_end=round(spec.t_end, 4),
+            wall_time=0.0,
+            probs=probs_d,
+            label=label,
+            condition=condition,
+            modalities=health,
+            transcript=transcript,
+            tentative=" ".join(w.text for w in tentative),
+            words=committed + tentative,
+            face=face,
+            latency_ms=lat,
+            model=fm.identity,
+            trained=fm.trained,
+            raw_probs=raw_d,
+            experts=experts,
+            errors=errors,
+            final=spec.final,
+        )

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Real-time multimodal emotion recognition from a webcam + microphone, media files, or a demo clip.
+
+Examples:
+  python run_live.py --camera 0                     webcam 0 and the default microphone
+  python run_live.py --mic 2                        audio only, input device 2
+  python run_live.py --video clip.mp4               replay a file at real-time pace (its audio too)
+  python run_live.py --video clip.mp4 --fast        replay as fast as the engine goes
+  python run_live.py --audio call.wav --jsonl out/call.jsonl --no-display
+  python run_live.py --demo                         replay a bundled CREMA-D clip (offline)
+
+Events go to the terminal (a live view on a TTY, plain lines otherwise), to --jsonl as one JSON object
+per window, and nowhere else. Without --checkpoint the fusion model is UNTRAINED: its probabilities are
+random and the program says so. Modality health, transcripts, face tracking and the face expert's own
+reading are real either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's native INFO lines
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent
+DEMO_CLIP = ROOT / "data" / "cremad" / "1001_DFA_ANG_XX.flv"
+DEMO_JSONL = Path("out") / "demo_events.jsonl"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_argument_group("sources (at least one)")
+    src.add_argument(
+        "--camera",
+        metavar="N",
+        help="capture webcam N (OpenCV index or device path); adds the "
+        "default microphone unless --mic or --no-mic says otherwise",
+    )
+    src.add_argument(
+        "--mic",
+        metavar="DEVICE",
+        help="capture microphone DEVICE (sounddevice index or name; 'default' for the system default)",
+    )
+    src.add_argument("--no-mic", action="store_true", help="with --camera: video only")
+    src.add_argument(
+        "--video", metavar="PATH", help="replay a video file (with its audio track unless --audio is given)"
+    )
+    src.add_argument("--audio", metavar="PATH", help="replay an audio file (or the audio of any container)")
+    src.add_argument(
+        "--demo", action="store_true", help=f"replay {DEMO_CLIP.relative_to(ROOT)} and write {DEMO_JSONL}"
+    )
+    src.add_argument("--fast", action="store_true", help="replay files as fast as possible, not at real time")
+    out = ap.add_argument_group("output")
+    out.add_argument("--no-display", action="store_true", help="no terminal view of events")
+    out.add_argument("--plain", action="store_true", help="plain text lines even on a terminal")
+    out.add_argument("--jsonl", metavar="PATH", help="write every event as a JSON line to PATH")
+    eng = ap.add_argument_group("engine")
+    eng.add_argument("--config", metavar="YAML", help="engine config (configs/engine/default.yaml if absent)")
+    eng.add_argument("--checkpoint", metavar="PATH", help="trained CM-ARR checkpoint (.safetensors)")
+    eng.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"), help="fusion backend")
+    eng.add_argument("--device", help="fusion device: cpu (default) or cuda[:N]")
+    eng.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of media")
+    eng.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set window.hop_s=0.5 (repeatable)",
+    )
+    args = ap.parse_args(argv)
+    if args.demo:
+        args.video = args.video or str(DEMO_CLIP)
+        args.jsonl = args.jsonl or str(DEMO_JSONL)
+    if not (args.camera is not None or args.mic is not None or args.video or args.audio):
+        ap.print_help(sys.stderr)
+        ap.exit(2, "\nerror: give a source: --camera N, --mic DEVICE, --video PATH, --audio PATH or --demo\n")
+    return args
+
+
+def _device(v: str) -> int | str:
+    return int(v) if v.isdigit() else v
+
+
+def build_sources(args: argparse.Namespace) -> list:
+    from engine.sources import CameraSource, FileReplaySource, MicrophoneSource
+
+    sources: list = []
+    ms = args.max_seconds
+    if args.camera is not None:
+        sources.append(CameraSource(_device(args.camera), max_seconds=ms))
+        if args.mic is None and not args.no_mic:
+            sources.append(MicrophoneSource(None, max_seconds=ms))
+    if args.mic is not None:
+        sources.append(MicrophoneSource(None if args.mic == "default" else _device(args.mic), max_seconds=ms))
+    if args.video:
+        sources.append(
+            FileReplaySource(args.video, fast=args.fast, audio=not args.audio, video=True, max_seconds=ms)
+        )
+    if args.audio:
+        sources.append(
+            FileReplaySource(
+                args.audio,
+                fast=args.fast,
+                audio=True,
+                video=False,
+                max_seconds=ms,
+                name=f"{Path(args.audio).name}:audio",
+            )
+        )
+    return sources
+
+
+def build_config(args: argparse.Namespace):  # noqa: ANN201 - EngineConfig, imported lazily
+    from engine.config import REPO_ROOT, load_engine_config
+
+    path = args.config or (REPO_ROOT / "configs" / "engine" / "default.yaml")
+    overrides = list(args.set)
+    if args.checkpoint:
+        overrides.append(f"checkpoint={args.checkpoint}")
+    if args.backend:
+        overrides.append(f"backend.name={args.backend}")
+    if args.device:
+        overrides.append(f"backend.device={args.device}")
+    return load_engine_config(path if Path(path).exists() else None, overrides)
+
+
+def banner(text: str, tty: bool) -> None:
+    if tty:
+        from rich.console import Console
+        from rich.panel import Panel
+
+        Console(stderr=True).print(Panel(text, title="WARNING", style="bold red"))
+    else:
+        line = "!" * 100
+        print(f"{line}\n{text}\n{line}", file=sys.stderr, flush=True)
+
+
+async def amain(args: argparse.Namespace) -> int:
+    from engine import UNTRAINED_BANNER, Engine
+    from engine.sinks import JSONLSink, console_sink
+
+    cfg = build_config(args)
+    sinks = []
+    if not args.no_display:
+        sinks.append(console_sink(force_plain=args.plain))
+    if args.jsonl:
+        sinks.append(JSONLSink(args.jsonl))
+    eng = Engine(cfg, build_sources(args), sinks, keep_events=False, announce_untrained=False)
+    tty = sys.stdout.isatty() and not args.plain
+    print("loading models...", file=sys.stderr, flush=True)
+    await eng.start()
+    if not eng.fusion_model.trained:
+        banner(UNTRAINED_BANNER, tty)
+    try:
+        await eng.wait()
+    finally:
+        await eng.close()
+    n = eng._seq
+    print(
+        f"{n} events"
+        + (f", written to {args.jsonl}" if args.jsonl else "")
+        + (f"; errors: {eng.errors}" if eng.errors else ""),
+        file=sys.stderr,
+    )
+    return 0 if n > 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return asyncio.run(amain(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Stand-ins for hardware at the library boundary: OpenCV's VideoCapture and the sounddevice module."""
