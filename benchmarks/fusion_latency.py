@@ -21,16 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.profile import percentiles  # noqa: E402
 from models.cmarr import CMARR, CMARRConfig  # noqa: E402
 from models.config_io import load_config  # noqa: E402
 from models.export import INPUT_NAMES, example_inputs, export_onnx  # noqa: E402
 from models.modalities import CONDITIONS  # noqa: E402
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    a = np.asarray(samples_ms)
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "n": int(a.size)}
 
 
 def time_fn(fn, iters: int, warmup: int) -> list[float]:

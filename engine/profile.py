@@ -228,7 +228,12 @@ def engine_profile(args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     asyncio.run(run())
-    wall = time.perf_counter() - t0
+    report = summarise_events(events, time.perf_counter() - t0)
+    return {"mode": "engine", "video": str(args.video), **report, "device_info": device_info()}
+
+
+def summarise_events(events: list[Any], wall_s: float) -> dict[str, Any]:
+    """Per-stage latency percentiles, end-to-end latency and real-time factor from a replay's events."""
     stages: dict[str, list[float]] = {}
     e2e = []
     for ev in events:
@@ -238,10 +243,10 @@ def engine_profile(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(ev, "e2e_latency_ms", None) is not None:
             e2e.append(float(ev.e2e_latency_ms))
     media = max((ev.t_end for ev in events), default=0.0)
-    return {"mode": "engine", "video": str(args.video), "events": len(events), "wall_s": wall,
-            "media_s": media, "real_time_factor": wall / media if media else None,
+    return {"events": len(events), "wall_s": wall_s, "media_s": media,
+            "real_time_factor": wall_s / media if media else None,
             "stages_ms": {k: percentiles(v) for k, v in stages.items()},
-            "e2e_latency_ms": percentiles(e2e) if e2e else None, "device_info": device_info()}
+            "e2e_latency_ms": percentiles(e2e) if e2e else None}
 
 
 def print_table(report: dict[str, Any]) -> None:
