@@ -3,20 +3,21 @@
     python benchmarks/multistream.py [--config configs/model/cmarr_offline.yaml] [--backend onnxruntime]
                                      [--streams 1 4 16 64] [--windows 20] [--device cpu]
 
-Every stream submits its windows back to back (a stream waits for its event before sending the next
-window, as a live stream would at its hop, but with no idle time: the stress case). For each N it runs
-the same load twice in one process: through the FusionBatcher (windows of different streams share one
-backend call) and unbatched (max_batch=1). It prints JSON with p50/p95 per-window latency, windows per
-second, the mean batch size, and the batched/unbatched throughput ratio.
+Each stream is a thread that submits its windows back to back (it waits for its result before sending
+the next window, as an engine would at its hop, but with no idle time: the stress case), exactly as N
+``Engine`` instances sharing one ``BatchingBackend`` call it from their worker threads. For each N it
+runs the same load twice in one process: batched (windows of different streams share one backend call)
+and unbatched (max_batch=1). It prints JSON with p50/p95 per-window latency, windows per second, the
+mean batch size, and the batched/unbatched ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.backends import create_backend  # noqa: E402
-from engine.fusion_batcher import FusionBatcher  # noqa: E402
+from engine.backends import BatchingBackend, FusionInputs, create_backend  # noqa: E402
 from engine.profile import device_info  # noqa: E402
 from models.cmarr import CMARR, CMARRConfig  # noqa: E402
 from models.config_io import load_config  # noqa: E402
@@ -37,22 +37,24 @@ def make_window(rng: np.random.Generator, dims: dict[str, int], lengths: dict[st
     return w
 
 
-async def run_load(backend, dims, lengths, streams: int, windows: int, max_batch: int, max_wait_ms: float):  # noqa: ANN001
+def run_load(backend, dims, lengths, streams: int, windows: int, max_batch: int, max_wait_ms: float):  # noqa: ANN001
+    shared = BatchingBackend(backend, max_batch=max_batch, max_wait_ms=max_wait_ms)
     lat: list[float] = []
-    async with FusionBatcher(backend, dims, max_batch=max_batch, max_wait_ms=max_wait_ms) as batcher:
 
-        async def stream(i: int) -> None:
-            rng = np.random.default_rng(i)
-            for _ in range(windows):
-                w = make_window(rng, dims, lengths)
-                t0 = time.perf_counter()
-                await batcher.infer(w)
-                lat.append((time.perf_counter() - t0) * 1000.0)
+    def stream(i: int) -> None:
+        rng = np.random.default_rng(i)
+        for _ in range(windows):
+            x = FusionInputs.from_samples([make_window(rng, dims, lengths)], dims)
+            t0 = time.perf_counter()
+            shared.infer(x)
+            lat.append((time.perf_counter() - t0) * 1000.0)
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(stream(i) for i in range(streams)))
-        wall = time.perf_counter() - t0
-        stats = batcher.stats
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=streams) as pool:
+        list(pool.map(stream, range(streams)))
+    wall = time.perf_counter() - t0
+    stats = shared.stats
+    shared.stop()  # the wrapped backend is reused by the next load
     a = np.asarray(lat)
     return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
             "windows_per_s": streams * windows / wall, "mean_batch": stats.mean_batch,
@@ -79,8 +81,8 @@ def main() -> int:
                              threads=args.threads)
     rows = []
     for n in args.streams:
-        batched = asyncio.run(run_load(backend, dims, lengths, n, args.windows, args.max_batch, args.max_wait_ms))
-        single = asyncio.run(run_load(backend, dims, lengths, n, args.windows, 1, 0.0))
+        batched = run_load(backend, dims, lengths, n, args.windows, args.max_batch, args.max_wait_ms)
+        single = run_load(backend, dims, lengths, n, args.windows, 1, 0.0)
         rows.append({"streams": n, "batched": batched, "unbatched": single,
                      "throughput_ratio_batched_over_unbatched": batched["windows_per_s"] / single["windows_per_s"],
                      "p95_ratio_batched_over_unbatched": batched["p95_ms"] / single["p95_ms"]})

@@ -7,6 +7,7 @@ import importlib
 from typing import Any
 
 from .base import FusionBackend, FusionInputs, FusionResult, softmax
+from .batching import BatchingBackend, BatchStats
 
 # name -> (module, class). "tensorrt" lives in its own module with an optional dependency.
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -41,4 +42,4 @@ def create_backend(name: str, model: Any, model_id: str, **options: Any) -> Fusi
     return backend_cls(model, model_id, **options)
 
 
-__all__ = ["FusionBackend", "FusionInputs", "FusionResult", "available_backends", "create_backend", "softmax"]
+__all__ = ["BatchStats", "BatchingBackend", "FusionBackend", "FusionInputs", "FusionResult", "available_backends", "create_backend", "softmax"]

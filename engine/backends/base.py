@@ -68,6 +68,24 @@ class FusionInputs:
         avail = np.stack([np.asarray(s["avail"], dtype=np.float32).reshape(3) for s in samples])
         return cls(avail=avail, **out)
 
+    @classmethod
+    def concat(cls, parts: list[FusionInputs]) -> FusionInputs:
+        """Stack padded batches (e.g. windows of different streams) into one, padding every modality to the
+        longest; padded positions are masked out, so each row's result is unchanged."""
+        if not parts:
+            raise ValueError("FusionInputs.concat needs at least one batch")
+        out: dict[str, np.ndarray] = {}
+        for m in MODALITIES:
+            length = max(getattr(p, m).shape[1] for p in parts)
+            xs, ms = [], []
+            for p in parts:
+                x, mk = getattr(p, m), getattr(p, f"{m}_mask")
+                pad = length - x.shape[1]
+                xs.append(np.pad(x, ((0, 0), (0, pad), (0, 0))) if pad else x)
+                ms.append(np.pad(mk, ((0, 0), (0, pad))) if pad else mk)
+            out[m], out[f"{m}_mask"] = np.concatenate(xs), np.concatenate(ms)
+        return cls(avail=np.concatenate([p.avail for p in parts]), **out)
+
 
 @dataclass
 class FusionResult:

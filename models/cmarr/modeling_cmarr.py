@@ -69,7 +69,7 @@ class ModalityProjection(nn.Module):
         x = x * mask.unsqueeze(-1).to(x.dtype)  # padding never leaks into the convolution
         h = self.conv(x.transpose(1, 2)).transpose(1, 2)  # [B, L, d]
         w = segment_pool_weights(mask, self.num_segments)  # [B, K, L]
-        return torch.bmm(w, h)
+        return torch.bmm(w.to(h.dtype), h)  # weights in fp32, applied in the model's dtype (fp16/bf16 too)
 
 
 # --------------------------------------------------------------------------------------------------
