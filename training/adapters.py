@@ -62,6 +62,13 @@ class ModelAdapter:
         return from_dict(self.config_cls, d, where="model")
 
 
+def call_model(model: nn.Module, batch: dict[str, Any], present: bool = False) -> Any:
+    """Run a fusion model (CM-ARR or CIDer signature) on a collated batch; ``present`` passes the
+    ground-truth presence mask (training only), otherwise the model uses ``avail`` for both."""
+    return model(batch["text"], batch["text_mask"], batch["audio"], batch["audio_mask"], batch["video"],
+                 batch["video_mask"], batch["avail"], batch["present"] if present else None)
+
+
 class CMARRAdapter(ModelAdapter):
     """CM-ARR: fused with the [B, 3] availability mask; ``present`` is passed only while training, when
     hidden-but-present modalities give L_rec its ground truth."""
@@ -79,16 +86,7 @@ class CMARRAdapter(ModelAdapter):
         return CMARR(config)
 
     def forward(self, model: nn.Module, batch: dict[str, Any]) -> Any:
-        return model(
-            batch["text"],
-            batch["text_mask"],
-            batch["audio"],
-            batch["audio_mask"],
-            batch["video"],
-            batch["video_mask"],
-            batch["avail"],
-            batch["present"] if model.training else None,
-        )
+        return call_model(model, batch, present=model.training)
 
     def loss(self, model: nn.Module, output: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         from models.cmarr import cmarr_loss

@@ -29,7 +29,7 @@ from torch import nn
 
 from models.cider import CIDer, CIDerConfig, CIDerOutput, MSSDConfig
 
-from .adapters import ModelAdapter, register_adapter
+from .adapters import ModelAdapter, call_model, register_adapter
 from .missing import MissingMasks, MissingSpec, apply_masks, draw_masks
 
 
@@ -114,19 +114,6 @@ def mask_batch(batch: dict[str, Any], cfg: MSSDConfig) -> tuple[dict[str, Any], 
     return apply_masks(batch, masks, update_avail=True), masks
 
 
-def _run(model: nn.Module, batch: dict[str, Any], present: bool = False) -> Any:
-    return model(
-        batch["text"],
-        batch["text_mask"],
-        batch["audio"],
-        batch["audio_mask"],
-        batch["video"],
-        batch["video_mask"],
-        batch["avail"],
-        batch["present"] if present else None,
-    )
-
-
 # --------------------------------------------------------------------------------------------------
 # CIDer
 # --------------------------------------------------------------------------------------------------
@@ -175,10 +162,10 @@ class CIDerAdapter(ModelAdapter):
         batch = _with_avail(batch)
         cfg = _core(model).config.mssd
         if not (model.training and cfg.enabled):
-            return _run(model, batch)
+            return call_model(model, batch)
         masked, masks = mask_batch(batch, cfg)
-        teacher = _run(model, batch)
-        student = _run(model, masked)
+        teacher = call_model(model, batch)
+        student = call_model(model, masked)
         return MSSDOutput(student=student, teacher=teacher, masks=masks, masked_batch=masked)
 
     def loss(self, model: nn.Module, output: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -232,10 +219,10 @@ class CMARRMSSDAdapter(ModelAdapter):
     def forward(self, model: nn.Module, batch: dict[str, Any]) -> Any:
         batch = _with_avail(batch)
         if not model.training:
-            return _run(model, batch)
+            return call_model(model, batch)
         masked, masks = mask_batch(batch, self.mssd)
-        teacher = _run(model, batch, present=True)
-        student = _run(model, masked)  # present defaults to avail: zeroed inputs are not ground truth
+        teacher = call_model(model, batch, present=True)
+        student = call_model(model, masked)  # present defaults to avail: zeroed inputs are not ground truth
         return MSSDOutput(student=student, teacher=teacher, masks=masks, masked_batch=masked)
 
     def loss(self, model: nn.Module, output: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
