@@ -31,7 +31,7 @@ import torch
 from models.modalities import CONDITIONS, MISSING_CONDITIONS, MODALITIES
 from training.data.dataset import DataSplits, Normalizer
 from training.data.mosi import load_mosi
-from training.metrics import classification_metrics
+from models.metrics import classification_metrics
 from training.train import load_train_config, train
 
 REPO = Path(__file__).resolve().parents[1]

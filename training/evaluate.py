@@ -28,7 +28,7 @@ from models.modalities import CONDITIONS, MISSING_CONDITIONS
 
 from .adapters import ModelAdapter
 from .data.dataset import FeatureDataset, batch_to, collate
-from .metrics import Metrics, classification_metrics
+from models.metrics import Metrics, classification_metrics
 
 SUMMARY_KEYS = ("war", "uar", "f1_macro", "f1_weighted")
 

@@ -27,37 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from models.labels import FOUR_CLASSES, LABEL_ALIASES, normalise_label  # noqa: F401 - re-exported
+
 VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".flv", ".mkv", ".mov", ".webm")
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
 
-# Long or corpus-specific label spellings -> the short class names used by every model config.
-LABEL_ALIASES: dict[str, str] = {
-    "anger": "ang",
-    "angry": "ang",
-    "a": "ang",
-    "happiness": "hap",
-    "happy": "hap",
-    "joy": "hap",
-    "h": "hap",
-    "excited": "hap",
-    "excitement": "hap",
-    "exc": "hap",  # IEMOCAP convention: excited merged into happy
-    "neutral": "neu",
-    "n": "neu",
-    "sadness": "sad",
-    "s": "sad",
-    "frustration": "fru",
-    "frustrated": "fru",
-    "surprise": "sur",
-    "surprised": "sur",
-    "fear": "fea",
-    "fearful": "fea",
-    "disgust": "dis",
-    "disgusted": "dis",
-    "other": "oth",
-    "contempt": "con",
-}
-FOUR_CLASSES: tuple[str, ...] = ("ang", "hap", "neu", "sad")
 IEMOCAP_SESSIONS: tuple[str, ...] = tuple(f"Session{i}" for i in range(1, 6))
 MSP_IMPROV_SESSIONS: tuple[str, ...] = tuple(f"session{i}" for i in range(1, 7))
 
@@ -67,7 +43,8 @@ class Utterance:
     """One labelled (or unlabelled) utterance and where its media lives.
 
     ``start``/``end`` are seconds within ``video_path`` when that file holds a whole dialogue (IEMOCAP's
-    dialog/avi); None means the file is the utterance. ``extra`` carries corpus-specific fields
+    dialog/avi); None means the file is the utterance. Ids and speakers are unique across corpora when
+    several corpora share one feature store (the newer loaders prefix them with the corpus name). ``extra`` carries corpus-specific fields
     (e.g. MSP-IMPROV's recording scenario) as strings.
     """
 
@@ -81,16 +58,10 @@ class Utterance:
     start: float | None = None
     end: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
-
-
-def normalise_label(label: str | None) -> str | None:
-    """'Excited' -> 'hap', 'anger' -> 'ang', 'neu' -> 'neu'; unknown labels are lower-cased as they are."""
-    if label is None:
-        return None
-    key = label.strip().lower()
-    if not key:
-        return None
-    return LABEL_ALIASES.get(key, key)
+    corpus: str = ""  # the corpus kind that listed it ("ravdess", "meld", ...); "" for older listings
+    split: str | None = None  # official split ("train" | "val" | "test") where the corpus defines one
+    # A still face image instead of a video (FER2013): returns uint8 gray [H, W] or RGB [H, W, 3].
+    image: Callable[[], np.ndarray] | None = None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from training.metrics import classification_metrics, confusion_matrix
+from models.metrics import classification_metrics, confusion_matrix
 
 
 def test_war_uar_f1_by_hand() -> None:
