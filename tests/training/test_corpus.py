@@ -185,15 +185,16 @@ def test_msp_improv_scenario_filter_and_alt_name(tmp_path: Path) -> None:
 def test_files_listing_on_bundled_cremad() -> None:
     root = REPO / "data" / "cremad"
     utts = list_corpus("files", root)
-    assert len(utts) == 6
+    assert len(utts) == 12  # actor 1001's six flv clips and actor 1002's six mp3 clips
     by_id = {u.id: u for u in utts}
+    assert by_id["1002_DFA_SAD_XX"].video_path is None and by_id["1002_DFA_SAD_XX"].label == "sad"
     ang = by_id["1001_DFA_ANG_XX"]
     assert ang.label == "ang" and by_id["1001_DFA_DIS_XX"].label == "dis"
     assert ang.video_path is not None and ang.video_path.suffix == ".flv"
     # The 16 kHz wav is preferred over the flv's audio track.
     assert ang.audio_path is not None and ang.audio_path.suffix == ".wav"
     assert ang.transcript == "Don't forget a jacket"
-    assert class_counts(utts) == {"ang": 1, "dis": 1, "fea": 1, "hap": 1, "neu": 1, "sad": 1}
+    assert class_counts(utts) == {"ang": 2, "dis": 2, "fea": 2, "hap": 2, "neu": 2, "sad": 2}
 
 
 def test_files_video_only_uses_its_audio_track(tmp_path: Path) -> None:

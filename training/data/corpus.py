@@ -15,6 +15,12 @@
 * ``"files"``: a folder of video and/or audio files (searched recursively, matched by file stem) with
   an optional ``labels.csv`` (``name,label`` plus optional ``speaker`` and ``group`` columns) and an
   optional ``transcripts.csv`` (``name,transcript``).
+* ``"ravdess"``, ``"emodb"``, ``"meld"``, ``"fer2013"``, ``"cremad"``: the public corpora RAVDESS (speech,
+  and the audio-visual release), EmoDB (German speech), MELD (the official CSVs, text, plus MELD.Raw clips
+  when present), FER2013 (face images: the Kaggle csv or a four-class npz) and CREMA-D (audio-visual
+  clips). Their loaders live in ``training.data.corpora`` (one module each, imported on first use); ids
+  and speakers carry the corpus name (``"meld:train_dia0_utt0"``, ``"ravdess:01"``) and ``split`` holds
+  the official split where the corpus has one.
 
 Labels are normalised to the short class names (ang, hap, neu, sad, ...); see ``normalise_label``.
 """
@@ -22,6 +28,7 @@ Labels are normalised to the short class names (ang, hap, neu, sad, ...); see ``
 from __future__ import annotations
 
 import csv
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -289,10 +296,26 @@ def _optional_column(path: Path, column: str) -> dict[str, str]:
         return {r["name"].strip(): r[column].strip() for r in reader if r.get("name") and r.get(column)}
 
 
+def _lazy_loader(module: str, function: str) -> Callable[[Path], list[Utterance]]:
+    """training.data.corpora.<module>.<function>, imported on first call: those modules import this one
+    (for Utterance), so importing them here at load time would be an import cycle."""
+
+    def load(root: Path) -> list[Utterance]:
+        return getattr(importlib.import_module(f"training.data.corpora.{module}"), function)(root)
+
+    load.__name__ = load.__qualname__ = function
+    return load
+
+
 CORPORA: dict[str, Callable[[Path], list[Utterance]]] = {
     "iemocap": list_iemocap,
     "msp-improv": list_msp_improv,
     "files": list_files,
+    "ravdess": _lazy_loader("ravdess", "list_ravdess"),
+    "emodb": _lazy_loader("emodb", "list_emodb"),
+    "meld": _lazy_loader("meld", "list_meld"),
+    "fer2013": _lazy_loader("fer2013", "list_fer2013"),
+    "cremad": _lazy_loader("cremad", "list_cremad"),
 }
 
 
