@@ -115,17 +115,11 @@ def build_sources(args: argparse.Namespace) -> list:
 
 
 def build_config(args: argparse.Namespace):  # noqa: ANN201 - EngineConfig, imported lazily
-    from engine.config import REPO_ROOT, load_engine_config
+    from engine.config import build_engine_config
 
-    path = args.config or (REPO_ROOT / "configs" / "engine" / "default.yaml")
-    overrides = list(args.set)
-    if args.checkpoint:
-        overrides.append(f"checkpoint={args.checkpoint}")
-    if args.backend:
-        overrides.append(f"backend.name={args.backend}")
-    if args.device:
-        overrides.append(f"backend.device={args.device}")
-    return load_engine_config(path if Path(path).exists() else None, overrides)
+    return build_engine_config(
+        args.config, args.set, checkpoint=args.checkpoint, backend=args.backend, device=args.device
+    )
 
 
 def banner(text: str, tty: bool) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.config_io import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "engine" / "default.yaml"
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
 
 
@@ -172,3 +174,33 @@ def load_engine_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> EngineConfig:
     return load_config(EngineConfig, resolve_path(path) if path else None, overrides)
+
+
+def build_engine_config(
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    checkpoint: str | None = None,
+    backend: str | None = None,
+    device: str | None = None,
+) -> EngineConfig:
+    """The config of the command-line tools: ``config`` (default ``configs/engine/default.yaml``; the
+    built-in defaults when that file does not exist), then ``overrides`` (``key=value``), then the
+    ``checkpoint``/``backend``/``device`` shortcuts, which win over both."""
+    path = Path(config) if config else DEFAULT_CONFIG
+    items = [*overrides, *engine_shortcuts(checkpoint=checkpoint, backend=backend, device=device)]
+    return load_engine_config(path if path.exists() else None, items)
+
+
+def engine_shortcuts(
+    *, checkpoint: str | None = None, backend: str | None = None, device: str | None = None
+) -> list[str]:
+    """The overrides that the ``--checkpoint``/``--backend``/``--device`` flags stand for."""
+    out = []
+    if checkpoint:
+        out.append(f"checkpoint={checkpoint}")
+    if backend:
+        out.append(f"backend.name={backend}")
+    if device:
+        out.append(f"backend.device={device}")
+    return out

@@ -1,0 +1,494 @@
+"""Evaluate the live engine on a folder of labelled clips.
+
+    python -m engine.evaluate --root DIR --json OUT [--fast] [--checkpoint C] [--config YAML]
+                              [--set key=value ...] [--limit N]
+
+``DIR`` holds media files, found recursively and matched by file stem: video (.flv .mp4 .avi .mkv .mov
+.webm) and/or audio (.wav .flac .mp3 .ogg .m4a). A stem with a video file is replayed as that file with
+its own audio track (an audio file of the same stem is then not used); a stem with only an audio file is
+replayed as audio only. ``DIR/labels.csv`` has the columns ``name,label`` (name = file stem; labels are
+normalised, so "angry" and "ANG" both read "ang"). Stems without a label are skipped and listed.
+
+Every clip is replayed through the real engine (``Engine`` with a ``FileReplaySource``): the same
+sources, extractors, modality health, windows and fusion as ``run_live.py``, at real-time pace or, with
+``--fast``, as fast as the engine goes. The extractors, the fusion model and its backend are loaded once
+and shared by all clips.
+
+Clip rule: a clip's prediction is the argmax of the mean of its events' ``probs`` (the fused
+probabilities each event carries, after whatever calibration and smoothing the engine applies) over the
+events that have probabilities. A clip
+none of whose events has probabilities gets no prediction and counts as wrong. A clip's condition is
+the availability set (``"tav"``, ``"ta"``, ``"v"``, ...) most frequent among those same events (ties:
+the larger set), ``""`` when there are none.
+
+A file that cannot be read (no audio or video decoded, or the engine failed on it) is listed with its
+error, left out of the scores, and the run goes on. Only clips whose label is one of the fusion model's
+classes are scored (WAR, UAR, per condition, confusion matrix); the others are listed with
+``counted: false``.
+
+Exit status: 0 when the run completed (also when some files failed), 2 for bad input (no such folder, no
+labels.csv, no media, an unknown ``--set`` key, a checkpoint that cannot be loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.backends import FusionBackend
+from engine.config import DEFAULT_CONFIG, EngineConfig, build_engine_config, engine_shortcuts, resolve_path
+from engine.engine import UNTRAINED_BANNER, Engine, load_extractors
+from engine.frames import AudioFrame, EmotionEvent, Frame, SourceStatusFrame, VideoFrame
+from engine.sources.base import Emit, MediaClock
+from engine.sources.file_replay import FileReplaySource
+from engine.stages.fusion import FusionModel, build_backend, load_fusion_model
+from models.labels import normalise_label
+from models.metrics import classification_metrics
+from models.modalities import CONDITIONS
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (".flv", ".mp4", ".avi", ".mkv", ".mov", ".webm")
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+CLIP_RULE = (
+    "pred = argmax of the mean of the clip's event probs over the events that have probs; "
+    "no such event -> pred null, counted as wrong"
+)
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------------------------------
+# the folder
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Clip:
+    name: str  # file stem
+    label: str  # normalised
+    path: Path
+    audio_only: bool
+
+
+@dataclass
+class Listing:
+    clips: list[Clip]
+    skipped: list[str]  # media stems without a label
+    unmatched_labels: int  # labels.csv names with no media file
+
+
+def index_media(root: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
+    """stem -> path of every media file under ``root`` with one of ``extensions`` (first in sorted order)."""
+    found: dict[str, Path] = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in extensions and not p.name.startswith(".") and p.is_file():
+            found.setdefault(p.stem, p)
+    return found
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """name -> normalised label from a ``name,label`` CSV; rows with an empty label are left out."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if "name" not in columns or "label" not in columns:
+            raise UsageError(f"{path} must have a header with the columns name,label (got {columns})")
+        reader.fieldnames = columns
+        out: dict[str, str] = {}
+        for row in reader:
+            name, label = (row.get("name") or "").strip(), normalise_label(row.get("label"))
+            if name and label:
+                out[name] = label
+    return out
+
+
+def list_clips(root: Path) -> Listing:
+    if not root.is_dir():
+        raise UsageError(f"--root {root} is not a folder")
+    labels_csv = root / "labels.csv"
+    if not labels_csv.is_file():
+        raise UsageError(f"{root} has no labels.csv (columns name,label)")
+    labels = read_labels(labels_csv)
+    videos, audios = index_media(root, VIDEO_EXTENSIONS), index_media(root, AUDIO_EXTENSIONS)
+    stems = sorted(set(videos) | set(audios))
+    if not stems:
+        raise UsageError(f"no media files under {root} ({' '.join(VIDEO_EXTENSIONS + AUDIO_EXTENSIONS)})")
+    clips = [Clip(s, labels[s], videos.get(s) or audios[s], s not in videos) for s in stems if s in labels]
+    skipped = [s for s in stems if s not in labels]
+    return Listing(clips, skipped, len(set(labels) - set(stems)))
+
+
+# --------------------------------------------------------------------------------------------------
+# replay
+# --------------------------------------------------------------------------------------------------
+class TrackedReplay(FileReplaySource):
+    """A file replay that records whether any media was decoded and which failures the file reported
+    before (``failures``) and after (``late_failures``) the first decoded frame."""
+
+    def __init__(self, path: Path, **kw: Any) -> None:
+        super().__init__(path, **kw)
+        self.media_frames = 0
+        self.failures: list[str] = []
+        self.late_failures: list[str] = []
+
+    async def run(self, emit: Emit, clock: MediaClock) -> None:
+        async def tracked(frame: Frame) -> None:
+            if isinstance(frame, AudioFrame | VideoFrame):
+                self.media_frames += 1
+            elif isinstance(frame, SourceStatusFrame) and not frame.ok:
+                seen = self.late_failures if self.media_frames else self.failures
+                if frame.reason not in seen:
+                    seen.append(frame.reason)
+            await emit(frame)
+
+        await super().run(tracked, clock)
+
+
+@dataclass
+class SharedModels:
+    """Models loaded once and passed to every clip's engine."""
+
+    extractors: Any
+    fusion: FusionModel
+    backend: FusionBackend
+
+    @classmethod
+    def load(cls, cfg: EngineConfig) -> SharedModels:
+        ex = load_extractors(cfg)
+        try:
+            fm = load_fusion_model(cfg, ex.describe(), ex.dims)
+            return cls(ex, fm, build_backend(fm, cfg))
+        except BaseException:
+            ex.close()
+            raise
+
+    def close(self) -> None:
+        self.backend.close()
+        self.extractors.close()
+
+
+@dataclass
+class ClipResult:
+    name: str
+    label: str
+    counted: bool
+    pred: str | None
+    probs: dict[str, float] | None
+    events: int
+    condition: str
+    error: str | None
+    seconds: float
+    warnings: list[str] = field(default_factory=list)  # failures after media was decoded, engine errors
+    # Single-modality experts (face model, speech and text heads): the same clip rule over the events
+    # that carry that expert's reading; absent when no event had one.
+    experts: dict[str, str] = field(default_factory=dict)
+
+
+def clip_prediction(
+    events: Sequence[EmotionEvent], class_names: Sequence[str]
+) -> tuple[str | None, dict[str, float] | None]:
+    """The clip rule: argmax of the mean of ``probs`` over the events that have them."""
+    rows = [[float(e.probs.get(c, 0.0)) for c in class_names] for e in events if e.probs]
+    if not rows:
+        return None, None
+    mean = np.mean(np.asarray(rows, np.float64), axis=0)
+    return class_names[int(np.argmax(mean))], {c: float(p) for c, p in zip(class_names, mean, strict=True)}
+
+
+def clip_experts(events: Sequence[EmotionEvent], class_names: Sequence[str]) -> dict[str, str]:
+    """Each expert's clip prediction: argmax of the mean of its readings over the events that have one."""
+    rows: dict[str, list[list[float]]] = {}
+    for e in events:
+        for name, r in e.experts.items():
+            rows.setdefault(name, []).append([float(r.probs.get(c, 0.0)) for c in class_names])
+    return {k: class_names[int(np.argmax(np.mean(np.asarray(v), axis=0)))] for k, v in sorted(rows.items())}
+
+
+def clip_condition(events: Sequence[EmotionEvent]) -> str:
+    """The availability set most frequent among the events with probabilities (ties: the larger set)."""
+    counts = Counter(e.condition for e in events if e.probs and e.condition)
+    if not counts:
+        return ""
+    return max(counts, key=lambda c: (counts[c], len(c)))
+
+
+def _dedupe(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+async def replay_clip(clip: Clip, cfg: EngineConfig, models: SharedModels, fast: bool) -> ClipResult:
+    """Replay one file through a fresh engine on the shared models."""
+    t0 = time.perf_counter()
+    names = models.fusion.class_names
+    src = TrackedReplay(clip.path, fast=fast, video=not clip.audio_only)
+    events: list[EmotionEvent] = []
+    error: str | None = None
+    engine_errors: list[str] = []
+    try:
+        eng = Engine(
+            cfg,
+            [src],
+            extractors=models.extractors,
+            fusion=models.fusion,
+            backend=models.backend,
+            announce_untrained=False,
+        )
+        async with eng:
+            async for ev in eng.events():
+                events.append(ev)
+        engine_errors = list(eng.errors)
+    except Exception as e:  # noqa: BLE001 - one broken file must not stop the run
+        error = f"{type(e).__name__}: {e}"
+    if error is None and src.media_frames == 0:
+        why = "; ".join(_dedupe(src.failures + engine_errors))
+        error = "no audio or video decoded" + (f": {why}" if why else "")
+    pred, probs = clip_prediction(events, names) if error is None else (None, None)
+    return ClipResult(
+        name=clip.name,
+        label=clip.label,
+        counted=error is None and clip.label in names,
+        pred=pred,
+        probs=probs,
+        events=len(events),
+        condition=clip_condition(events) if error is None else "",
+        error=error,
+        seconds=round(time.perf_counter() - t0, 3),
+        warnings=[] if error else _dedupe(src.late_failures + engine_errors),
+        experts=clip_experts(events, names) if error is None else {},
+    )
+
+
+async def replay_all(
+    clips: Sequence[Clip], cfg: EngineConfig, models: SharedModels, fast: bool, log: Any = None
+) -> list[ClipResult]:
+    out: list[ClipResult] = []
+    for i, clip in enumerate(clips, 1):
+        r = await replay_clip(clip, cfg, models, fast)
+        out.append(r)
+        if log is not None:
+            log(f"[{i}/{len(clips)}] {_clip_line(r)}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# scores and report
+# --------------------------------------------------------------------------------------------------
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _metrics(rows: Sequence[ClipResult], class_names: Sequence[str]) -> Any:
+    """Metrics over counted clips; a missing prediction is an extra, never-true class (always wrong)."""
+    c = len(class_names)
+    y = np.asarray([class_names.index(r.label) for r in rows], np.int64)
+    p = np.asarray([c if r.pred is None else class_names.index(r.pred) for r in rows], np.int64)
+    return classification_metrics(y, p, c + 1)
+
+
+def scores(rows: Sequence[ClipResult], class_names: Sequence[str]) -> dict[str, Any]:
+    if not rows:
+        return {"war": None, "uar": None, "n": 0}
+    m = _metrics(rows, class_names)
+    return {"war": _finite(m.war), "uar": _finite(m.uar), "n": m.n}
+
+
+def summarise(results: Sequence[ClipResult], class_names: Sequence[str]) -> dict[str, Any]:
+    """overall, by_condition and confusion over the counted clips."""
+    counted = [r for r in results if r.counted]
+    c = len(class_names)
+    overall = scores(counted, class_names)
+    cm = np.zeros((c, c + 1), np.int64)
+    if counted:
+        m = _metrics(counted, class_names)
+        overall["per_class_recall"] = {
+            n: _finite(r) for n, r in zip(class_names, m.per_class_recall[:c], strict=True)
+        }
+        cm = np.asarray(m.confusion, np.int64)[:c]
+    order = [*CONDITIONS, ""]
+    conditions = sorted({r.condition for r in counted}, key=lambda k: order.index(k) if k in order else 99)
+    by_condition = {k: scores([r for r in counted if r.condition == k], class_names) for k in conditions}
+    experts = {}
+    for name in sorted({k for r in counted for k in r.experts}):
+        have = [r for r in counted if name in r.experts]
+        as_pred = [replace(r, pred=r.experts[name]) for r in have]
+        experts[name] = {
+            **scores(as_pred, class_names),
+            "fused_on_same_clips": scores(have, class_names),
+            "by_condition": {
+                k: {
+                    "expert": scores([r for r in as_pred if r.condition == k], class_names),
+                    "fused": scores([r for r in have if r.condition == k], class_names),
+                }
+                for k in conditions
+                if any(r.condition == k for r in have)
+            },
+        }
+    return {
+        "overall": overall,
+        "by_condition": by_condition,
+        "experts": experts,
+        "confusion": {
+            "labels": list(class_names),
+            "matrix": cm[:, :c].tolist(),  # rows: true class, columns: predicted class
+            "no_prediction": cm[:, c].tolist(),  # per true class: clips without any event probabilities
+        },
+    }
+
+
+def build_report(
+    results: Sequence[ClipResult],
+    listing: Listing,
+    models: SharedModels,
+    overrides: Sequence[str],
+    config_file: str | None,
+) -> dict[str, Any]:
+    fm = models.fusion
+    return {
+        "model": fm.identity,
+        "trained": bool(fm.trained),
+        "class_names": list(fm.class_names),
+        "rule": CLIP_RULE,
+        "config": list(overrides),
+        "config_file": config_file,
+        "clips": [asdict(r) for r in results],
+        **summarise(results, fm.class_names),
+        "skipped": listing.skipped,
+        "labels_without_media": listing.unmatched_labels,
+    }
+
+
+def _clip_line(r: ClipResult) -> str:
+    mark = "ok " if r.pred is not None and r.pred == r.label else "-- "
+    if r.error:
+        return f"ERR {r.name}: {r.error}"
+    return (
+        f"{mark}{r.name}: label {r.label} pred {r.pred} [{r.condition or '-'}] {r.events} events "
+        f"{r.seconds:.1f}s" + ("" if r.counted else " (not scored)")
+    )
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    o = report["overall"]
+    failed = sum(1 for c in report["clips"] if c["error"])
+    lines = [
+        f"model {report['model']} (trained: {report['trained']}); {len(report['clips'])} clips, "
+        f"{failed} unreadable, {len(report['skipped'])} without a label",
+        f"overall: WAR {_pct(o['war'])}  UAR {_pct(o['uar'])}  n={o['n']}",
+    ]
+    for k, s in report["by_condition"].items():
+        lines.append(f"  {k or '(none)':>6}: WAR {_pct(s['war'])}  UAR {_pct(s['uar'])}  n={s['n']}")
+    return "\n".join(lines)
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+# --------------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m engine.evaluate",
+        description="Replay a folder of labelled clips through the live engine and score clip predictions.",
+    )
+    ap.add_argument("--root", required=True, help="folder of media files with labels.csv (name,label)")
+    ap.add_argument("--json", required=True, metavar="OUT", help="write the report here")
+    ap.add_argument("--fast", action="store_true", help="replay as fast as possible, not at real-time pace")
+    ap.add_argument("--checkpoint", metavar="PATH", help="trained CM-ARR checkpoint (.safetensors)")
+    ap.add_argument(
+        "--config", metavar="YAML", help=f"engine config (default configs/engine/{DEFAULT_CONFIG.name})"
+    )
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (repeatable)"
+    )
+    ap.add_argument("--limit", type=int, metavar="N", help="evaluate the first N labelled clips only")
+    args = ap.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        ap.error("--limit must be >= 1")
+    return args
+
+
+def engine_config(args: argparse.Namespace) -> tuple[EngineConfig, list[str]]:
+    """The engine config (same precedence as run_live.py) and the overrides it was built with."""
+    if args.config and not resolve_path(args.config).is_file():
+        raise UsageError(f"--config {args.config} does not exist")
+    config = str(resolve_path(args.config)) if args.config else None
+    overrides = [*args.set, *engine_shortcuts(checkpoint=args.checkpoint)]
+    try:
+        cfg = build_engine_config(config, args.set, checkpoint=args.checkpoint)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    return cfg, overrides
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    listing = list_clips(Path(args.root))
+    cfg, overrides = engine_config(args)
+    clips = listing.clips[: args.limit] if args.limit else listing.clips
+    if not clips:
+        raise UsageError(f"no media file under {args.root} has a label in labels.csv")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _log(f"loading models ({len(clips)} clips to replay)...")
+    try:
+        models = SharedModels.load(cfg)
+    except (ValueError, FileNotFoundError) as e:  # a bad checkpoint or profile: the user's input
+        raise UsageError(f"cannot load the models: {e}") from None
+    try:
+        if not models.fusion.trained:
+            _log(UNTRAINED_BANNER)
+        results = asyncio.run(replay_all(clips, cfg, models, args.fast, _log))
+    finally:
+        models.close()
+    report = build_report(results, listing, models, overrides, args.config)
+    out.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+    _log(summary_text(report))
+    _log(f"report written to {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's native INFO lines
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:  # argparse: usage errors (2) and --help (0)
+        return int(e.code or 0)
+    try:
+        return run(args)
+    except UsageError as e:
+        _log(f"error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
