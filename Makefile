@@ -6,8 +6,10 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Labelled corpora for train-offline (RAVDESS, EmoDB, MELD, FER2013, CREMA-D; see training/reproduce.py).
+DATA ?= ../shared/data
 
-.PHONY: setup test demo bench bench-engine export clean
+.PHONY: setup test demo bench bench-engine export train-offline clean
 
 setup: $(STAMP)
 
@@ -24,6 +26,11 @@ test: setup
 
 demo: setup
 	$(PY) run_live.py --demo
+
+# Reproduce the shipped model from DATA (about an hour and a half on 2 CPU cores; see its model card),
+# then copy it and its card into models/assets/.
+train-offline: setup
+	$(PY) -m training.reproduce --data $(DATA) --out runs/offline-v2 --ship
 
 export: setup
 	$(PY) -m models.export --config configs/model/cmarr.yaml --random-init --out out/cmarr.onnx --verify

@@ -55,8 +55,10 @@ class Checkpoint:
 
     @property
     def identity(self) -> str:
-        """Short stable identity for events and caches: model type + first 12 hex of the file hash."""
-        return f"{self.model_type}:{self.sha256[:12]}" if self.sha256 else f"{self.model_type}:unsaved"
+        """Short stable identity for events and caches: the trainer's model id (else the model type) +
+        the first 12 hex of the file hash."""
+        name = self.extra.get("model_id") or self.model_type
+        return f"{name}:{self.sha256[:12]}" if self.sha256 else f"{name}:unsaved"
 
 
 def file_sha256(path: str | Path) -> str:

@@ -76,3 +76,22 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
         per_class_recall=[float(r) for r in recall],
         confusion=cm.astype(int).tolist(),
     )
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-class confidence: sum over equal-width confidence bins of
+    |accuracy - mean confidence| weighted by the bin's share of samples (Guo et al., 2017)."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y_true, dtype=np.int64)
+    if len(y) == 0:
+        return float("nan")
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)

@@ -44,8 +44,9 @@ def test_offline_profile_extracts_all_clips_and_resumes(cremad_root, tmp_path, c
     assert main(argv) == 0
     store = FeatureStore(out)
     assert len(store) == 6
-    assert store.dims == {"text": 384, "audio": 80, "video": 128}
-    assert store.manifest["frame_rates"] == {"text": None, "audio": 100.0, "video": 30.0}
+    assert store.dims == {"text": 384, "audio": 384, "video": 135}
+    assert store.manifest["frame_rates"] == {"text": None, "audio": 50.0, "video": 10.0}
+    assert [c["kind"] for c in store.manifest["corpora"]] == ["files"]
     current = build_extractors("offline").describe()
     assert profile_mismatches(store.manifest["extractors"], current) == []
     labels = sorted(store.meta(i)["label"] for i in store.ids())
@@ -54,10 +55,11 @@ def test_offline_profile_extracts_all_clips_and_resumes(cremad_root, tmp_path, c
         u = store.get(uid)
         lab = uid.split("_")[2]
         n = len(sf.read(wav(lab))[0])
-        assert u.features["audio"].shape == (1 + n // 160, 80)  # 100 Hz log-mel
+        assert u.features["audio"].shape == (-(-n // 320), 384)  # Whisper encoder states, 50 Hz
         assert u.features["text"].shape == (8, 384) and u.presence["text"].all()  # [CLS] 6 tokens [SEP]
         frames = len(read_frames(clip(lab))[0])
-        assert u.features["video"].shape == (frames, 128)  # 29.97 fps clip at 30 fps: every frame
+        assert abs(u.features["video"].shape[0] - frames / 3) <= 1  # 29.97 fps clip sampled at 10 fps
+        assert u.features["video"].shape[1] == 135
         assert u.presence["video"].mean() >= 0.9
         assert u.meta["transcript_source"] == "corpus" and u.meta["speaker"] and u.meta["group"]
         assert u.features["video"][u.presence["video"]].any(axis=1).all()
@@ -80,27 +82,27 @@ def test_presence_flags_for_stripped_audio_black_frames_and_audio_only(tmp_path)
     shutil.copy(wav("ANG"), tmp_path / "audioonly.wav")
     utts = list_corpus("files", tmp_path)
     assert [u.id for u in utts] == ["audioonly", "blacked", "noaudio"]
-    ex = offline_extractors()
+    ex = offline_extractors("face.fps=30")  # every frame of the 30 fps clip
     out = tmp_path / "store"
     s = extract_corpus(utts, ex, out, store_manifest(ex, "files", tmp_path, "auto"), progress=False)
     assert s.added == 3 and not s.failed
     store = FeatureStore(out)
 
     no_audio = store.get("noaudio")
-    assert no_audio.features["audio"].shape == (0, 80)  # stripped audio: missing modality
+    assert no_audio.features["audio"].shape == (0, 384)  # stripped audio: missing modality
     assert no_audio.features["text"].shape == (0, 384)  # no transcript and nothing to transcribe
-    assert no_audio.features["video"].shape == (len(frames), 128) and no_audio.presence["video"].mean() >= 0.9
+    assert no_audio.features["video"].shape == (len(frames), 135) and no_audio.presence["video"].mean() >= 0.9
 
     black = store.get("blacked")
     p = black.presence["video"]
     assert not p[20:40].any()  # blacked-out frames: no face
     assert np.all(black.features["video"][20:40] == 0)
     assert np.concatenate([p[:20], p[40:]]).mean() >= 0.9
-    assert black.features["audio"].shape[0] == 1 + len(audio) // 160
+    assert black.features["audio"].shape[0] == -(-len(audio) // 320)
     assert black.meta["transcript_source"] == "asr" and "forget" in black.meta["transcript"].lower()
 
     audio_only = store.get("audioonly")
-    assert audio_only.features["video"].shape == (0, 128) and audio_only.meta["video_frames"] == 0
+    assert audio_only.features["video"].shape == (0, 135) and audio_only.meta["video_frames"] == 0
     assert "jacket" in audio_only.meta["transcript"].lower()
     assert audio_only.features["text"].shape[0] >= 4
 
@@ -162,14 +164,14 @@ def test_dialogue_video_span_applies_to_video_not_to_an_utterance_wav(tmp_path):
         start=start,
         end=end,
     )
-    ex = offline_extractors()
+    ex = offline_extractors("face.fps=30")  # every frame of the 30 fps clip
     s = extract_corpus(
         [utt], ex, tmp_path / "s", store_manifest(ex, "iemocap", tmp_path, "corpus"), "corpus", progress=False
     )
     assert s.added == 1
     u = FeatureStore(tmp_path / "s").get("u1")
     n = len(sf.read(wav("NEU"))[0])
-    assert u.features["audio"].shape[0] == 1 + n // 160  # the whole utterance wav, not cut
+    assert u.features["audio"].shape[0] == -(-n // 320)  # the whole utterance wav, not cut
     assert abs(len(u.presence["video"]) - len(frames)) <= 1  # only the span's frames
     assert u.presence["video"].mean() >= 0.9  # the black dialogue padding is outside the span
 

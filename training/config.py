@@ -42,7 +42,9 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "mosi"  # "mosi" (data/mosi-trimodal layout) | "store" (a feature store folder)
+    # "mosi" (data/mosi-trimodal layout) | "store" (a feature store, leave-one-group-out) | "multi" (a
+    # multi-corpus store: official splits where a corpus has them, else held-out speakers)
+    source: str = "mosi"
     root: str = ""  # data folder; usually given on the command line (--root)
     classes: tuple[str, ...] = ("ang", "hap", "neu", "sad")  # store: labels kept, in class-index order
     test_group: str | None = None  # store: the held-out fold (e.g. "Session1"); cv.py sets it per fold
@@ -52,10 +54,34 @@ class DataConfig:
     mask_invalid_frames: bool = True  # frames the extractor marked absent (no face) are masked out
     max_len: dict[str, int] = field(default_factory=dict)  # optional cap on frames per modality
     num_workers: int = 0
+    # --- multi-corpus stores (source: multi) ---
+    corpora: dict[str, float] = field(default_factory=dict)  # corpus -> drawing weight; {} = all, weight 1
+    eval_only: tuple[str, ...] = ("cremad",)  # corpora never trained or validated on (test only)
+    test_speakers: tuple[str, ...] = ()  # held-out speakers (leave-speakers-out folds), e.g. "ravdess:01"
+    label_map: dict[str, str] = field(default_factory=dict)  # extra label merges, e.g. {cal: neu}
+    balance_classes: bool = True  # draw every class of a corpus equally often (UAR is the metric)
+    epoch_size: int = 0  # training samples drawn per epoch (with replacement); 0 = the train split size
+    corpus_batches: bool = True  # each batch from one corpus (no cross-corpus padding); see CorpusBatchDraw
+    # Probability that a training sample with speech but no video gets a random face (a still from a face
+    # corpus) of the same label as its video: teaches audio-video fusion that no corpus here pairs for
+    # real. Validation reports paired conditions either way. 0 switches it off.
+    pair_faces: float = 0.0
+    # Probability of training on a random contiguous part (>= crop_min_seconds) of a sample's speech, as
+    # the engine's windows often hold part of an utterance. 0 switches it off.
+    crop_audio: float = 0.0
+    crop_min_seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.source not in ("mosi", "store"):
-            raise ValueError(f"data.source must be 'mosi' or 'store', got {self.source!r}")
+        if self.source not in ("mosi", "store", "multi"):
+            raise ValueError(f"data.source must be 'mosi', 'store' or 'multi', got {self.source!r}")
+        if self.source == "multi" and self.val_by != "speaker":
+            raise ValueError("multi-corpus validation holds out whole speakers: set data.val_by: speaker")
+        if not 0.0 <= self.crop_audio <= 1.0 or self.crop_min_seconds <= 0:
+            raise ValueError("data.crop_audio must be in [0, 1] and data.crop_min_seconds > 0")
+        if not 0.0 <= self.pair_faces <= 1.0:
+            raise ValueError(f"data.pair_faces must be in [0, 1], got {self.pair_faces}")
+        if self.epoch_size < 0 or any(w < 0 for w in self.corpora.values()):
+            raise ValueError("data.epoch_size and data.corpora weights must be >= 0")
         if self.val_by not in ("group", "speaker", "random"):
             raise ValueError(f"data.val_by must be 'group', 'speaker' or 'random', got {self.val_by!r}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -70,6 +96,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     model_type: str = "cmarr"
+    model_id: str = "cmarr"  # name of the trained model in checkpoints and events (no ':')
+    licence: str = ""  # the licence the weights inherit from the training data (written next to them)
     model: dict[str, Any] = field(default_factory=dict)  # the model config section (e.g. CMARRConfig)
     ablation: str = "none"  # none | baseline | wo_udcl | wo_spcl | w_point (see training.adapters)
     missing: MissingConfig = field(default_factory=MissingConfig)
@@ -85,7 +113,8 @@ class TrainConfig:
     early_stopping_patience: int = 20  # epochs without improvement; 0 = never stop early
     log: str = "csv"  # "csv" | "tensorboard" | "both"
     progress: bool = True
-    ddp_find_unused_parameters: bool = True  # some loss terms can be off (ablations), leaving params unused
+    ddp_find_unused_parameters: bool = True
+    experts: bool = True  # multi-corpus data: also fit the speech and text expert heads (training.experts)  # some loss terms can be off (ablations), leaving params unused
 
     def __post_init__(self) -> None:
         if self.select_on not in ("auto", "uar_full", "uar_mean_all", "uar_mean_missing", "war_full"):
@@ -97,6 +126,8 @@ class TrainConfig:
             raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
         if self.log not in ("csv", "tensorboard", "both"):
             raise ValueError(f"log must be 'csv', 'tensorboard' or 'both', got {self.log!r}")
+        if not self.model_id or ":" in self.model_id:
+            raise ValueError(f"model_id must be a non-empty name without ':', got {self.model_id!r}")
         if self.early_stopping_patience < 0:
             raise ValueError("early_stopping_patience must be >= 0")
         from .adapters import ABLATIONS

@@ -2,6 +2,8 @@
 
     python -m training.extract --corpus files --root data/cremad --out runs/features/cremad-offline \
         --extractors offline
+    python -m training.extract --corpus ravdess --root <RAVDESS> --out runs/features/offline   # one store,
+    python -m training.extract --corpus meld --root <MELD csvs> --out runs/features/offline    # many corpora
     python -m training.extract --corpus iemocap --root path/to/IEMOCAP_full_release \
         --out runs/features/iemocap-paper --extractors paper \
         --set face.weights=runs/denseface/denseface_ferplus.safetensors
@@ -14,7 +16,11 @@ skips what is already stored. Per utterance it stores
   none (``--transcripts auto``); empty when there is no transcript and no audio;
 - audio: speech frames [T, D_a]; empty [0, D_a] when the file has no audio track;
 - video: one face feature per sampled frame [N, D_v] with a per-frame face-present flag (False rows are
-  zero vectors); empty [0, D_v] when there is no video.
+  zero vectors); empty [0, D_v] when there is no video. A still face image (FER2013) becomes ``--views``
+  frames through the same detection, crop and embedding (``training.face_views``).
+
+Several corpora can share one store (ids and speakers are corpus-prefixed); each utterance's meta records
+its corpus and official split, and the manifest lists the corpora added.
 """
 
 from __future__ import annotations
@@ -32,11 +38,14 @@ import numpy as np
 from models.encoders.audio import NoAudioStreamError, load_audio
 from models.encoders.profile import Extractors, build_extractors, load_profile
 from models.encoders.video import NoVideoStreamError, iter_frames
+from models.labels import normalise_label
 from training.data.corpus import Utterance, list_corpus
+from training.face_views import still_views
 from training.feature_store import FeatureStoreWriter
 
 TRANSCRIPT_MODES = ("auto", "corpus", "asr")
 FRAME_BATCH = 32  # face crops per forward pass
+STILL_VIEWS = 6  # frames made from one still face image
 
 
 @dataclass
@@ -58,14 +67,22 @@ def _empty(dim: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, dim), np.float32), np.zeros(0, bool)
 
 
-def extract_utterance(ex: Extractors, utt: Utterance, transcripts: str = "auto") -> ExtractedUtterance:
+def extract_utterance(
+    ex: Extractors, utt: Utterance, transcripts: str = "auto", views: int = STILL_VIEWS
+) -> ExtractedUtterance:
     """All three modalities of one utterance with the bundle's extractors."""
     if transcripts not in TRANSCRIPT_MODES:
         raise ValueError(f"transcripts must be one of {TRANSCRIPT_MODES}, got {transcripts!r}")
     dims = ex.dims
     feats: dict[str, np.ndarray] = {}
     pres: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"label": utt.label, "speaker": utt.speaker, "group": utt.group}
+    meta: dict[str, Any] = {
+        "label": utt.label,
+        "speaker": utt.speaker,
+        "group": utt.group,
+        "corpus": utt.corpus,
+        "split": utt.split,
+    }
     meta.update({f"extra_{k}": v for k, v in utt.extra.items()})
 
     # Audio (also the ASR input).
@@ -105,7 +122,11 @@ def extract_utterance(ex: Extractors, utt: Utterance, transcripts: str = "auto")
     # Video: faces per sampled frame, batched.
     vf: list[np.ndarray] = []
     vp: list[np.ndarray] = []
-    if utt.video_path is not None:
+    if utt.image is not None:
+        ex.face.reset()
+        r = ex.face.extract(still_views(utt.image(), views, utt.id))
+        vf, vp = [r.features], [r.present]
+    elif utt.video_path is not None:
         ex.face.reset()
         batch: list[np.ndarray] = []
         try:
@@ -132,14 +153,21 @@ def extract_utterance(ex: Extractors, utt: Utterance, transcripts: str = "auto")
 
 
 def store_manifest(ex: Extractors, corpus: str, root: str | Path, transcripts: str) -> dict[str, Any]:
+    """What produced a store's features. ``corpora`` (one entry per extraction run) is merged when more
+    corpora are added to the same store; everything else must match the store's manifest."""
     desc = ex.describe()
     return {
         "extractors": desc,
         "dims": desc["dims"],
         "frame_rates": desc["frame_rates"],
-        "corpus": {"kind": corpus, "root_name": Path(root).name},
-        "transcripts": transcripts,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "corpora": [
+            {
+                "kind": corpus,
+                "root_name": Path(root).name,
+                "transcripts": transcripts,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        ],
     }
 
 
@@ -152,6 +180,7 @@ def extract_corpus(
     progress: bool = True,
     fail_fast: bool = False,
     shard_size: int = 32,
+    views: int = STILL_VIEWS,
 ) -> ExtractSummary:
     """Extract every utterance not yet in the store at ``out``; returns counts and failed ids."""
     summary = ExtractSummary()
@@ -166,7 +195,7 @@ def extract_corpus(
             bar = tqdm(total=len(utterances), initial=summary.skipped, unit="utt", desc="extract")
         for utt in todo:
             try:
-                r = extract_utterance(ex, utt, transcripts)
+                r = extract_utterance(ex, utt, transcripts, views)
             except Exception as e:  # one broken file must not stop a corpus run; it is reported
                 if fail_fast:
                     raise
@@ -189,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--corpus", required=True, help="iemocap | msp-improv | files")
+    ap.add_argument(
+        "--corpus",
+        required=True,
+        help="ravdess | emodb | meld | fer2013 | cremad | iemocap | msp-improv | files",
+    )
     ap.add_argument("--root", required=True, type=Path, help="corpus folder")
     ap.add_argument("--out", required=True, type=Path, help="feature store folder (created or resumed)")
     ap.add_argument("--extractors", default="offline", help="profile name (offline, paper) or YAML path")
@@ -208,6 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: corpus transcript, else ASR; corpus: never ASR; asr: always ASR",
     )
     ap.add_argument("--limit", type=int, default=None, help="only the first N utterances (a quick look)")
+    ap.add_argument(
+        "--labels",
+        default=None,
+        help="comma-separated labels to keep, e.g. ang,hap,neu,sad (default: every utterance)",
+    )
+    ap.add_argument(
+        "--views", type=int, default=STILL_VIEWS, help="frames made from each still face image (FER2013)"
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
     ap.add_argument("--fail-fast", action="store_true", help="stop at the first failing utterance")
     ap.add_argument("--no-progress", action="store_true")
@@ -219,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     profile = load_profile(args.extractors, args.overrides)
     utterances = list_corpus(args.corpus, args.root)
+    if args.labels:
+        keep = {normalise_label(x) for x in args.labels.split(",")}
+        utterances = [u for u in utterances if normalise_label(u.label) in keep]
     if args.limit is not None:
         utterances = utterances[: args.limit]
     if not utterances:
@@ -229,7 +273,14 @@ def main(argv: list[str] | None = None) -> int:
         manifest = store_manifest(ex, args.corpus, args.root, args.transcripts)
         manifest["command"] = " ".join(["python -m training.extract", *(argv or sys.argv[1:])])
         s = extract_corpus(
-            utterances, ex, args.out, manifest, args.transcripts, not args.no_progress, args.fail_fast
+            utterances,
+            ex,
+            args.out,
+            manifest,
+            args.transcripts,
+            not args.no_progress,
+            args.fail_fast,
+            views=args.views,
         )
     finally:
         ex.close()

@@ -62,7 +62,8 @@ class FeatureStoreWriter:
     """Append utterances to a store; reopening an existing store keeps and resumes it.
 
     ``manifest`` must equal the stored one when the store exists (apart from keys listed in
-    ``volatile_manifest_keys``), so features from two different extractor setups never mix.
+    ``volatile_manifest_keys``), so features from two different extractor setups never mix. A
+    ``corpora`` list in the manifest is merged instead: one store can hold several corpora.
     """
 
     def __init__(
@@ -70,7 +71,7 @@ class FeatureStoreWriter:
         root: str | Path,
         manifest: dict[str, Any],
         shard_size: int = 32,
-        volatile_manifest_keys: tuple[str, ...] = ("created", "command"),
+        volatile_manifest_keys: tuple[str, ...] = ("created", "command", "corpora"),
     ) -> None:
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -90,6 +91,14 @@ class FeatureStoreWriter:
                     f"{self.root}: existing feature store was written with a different manifest "
                     f"(differing keys: {diff}); use a new --out folder or delete the old store"
                 )
+            def key(c: dict[str, Any]) -> tuple:
+                return tuple(sorted((k, str(v)) for k, v in c.items() if k not in volatile_manifest_keys))
+
+            known = {key(c) for c in old.get("corpora", [])}
+            added = [c for c in manifest.get("corpora", []) if key(c) not in known]
+            if added:
+                old["corpora"] = [*old.get("corpora", []), *added]
+                _atomic_write_json(mpath, old)
             self.manifest = old
         else:
             self.manifest = manifest

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from engine.backends import FusionBackend, FusionInputs, create_backend
+from engine.backends.base import softmax
 from engine.config import EngineConfig, resolve_path
+from models.fusion_meta import CheckpointMetaError, ExpertHead, FusionMeta
 from models.modalities import MODALITIES
 
 UNTRAINED = "untrained"
-# Keys a checkpoint may use for per-modality feature statistics: {modality: {"mean": [D], "std": [D]}}.
-STATS_KEYS = ("feature_stats", "normalisation", "normalization")
 
 
 class ProfileMismatchError(ValueError):
@@ -34,6 +34,9 @@ class FusionModel:
     dims: dict[str, int]
     stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # modality -> (mean, std)
     extra: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0  # calibrated probabilities: softmax(logits / temperature)
+    experts: dict[str, ExpertHead] = field(default_factory=dict)  # single-modality heads ("speech", "text")
+    licence: str = ""
 
 
 def _weights_hash(model: torch.nn.Module) -> str:
@@ -46,24 +49,6 @@ def _weights_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _stats(extra: dict[str, Any], dims: dict[str, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    raw = next((extra[k] for k in STATS_KEYS if k in extra), None)
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if not raw:
-        return out
-    for m in MODALITIES:
-        if m not in raw:
-            continue
-        mean = np.asarray(raw[m]["mean"], np.float32).reshape(-1)
-        std = np.asarray(raw[m]["std"], np.float32).reshape(-1)
-        if mean.shape != (dims[m],) or std.shape != (dims[m],):
-            raise ValueError(
-                f"checkpoint {m} statistics have {mean.shape}/{std.shape}, expected ({dims[m]},)"
-            )
-        out[m] = (mean, np.maximum(std, 1e-6))
-    return out
-
-
 def load_fusion_model(
     cfg: EngineConfig, extractor_description: dict[str, Any], dims: dict[str, int]
 ) -> FusionModel:
@@ -74,14 +59,8 @@ def load_fusion_model(
         from models.encoders.profile import profile_mismatches
 
         path = resolve_path(cfg.checkpoint)
-        meta = read_metadata(path)
-        recorded = meta["extra"].get("extractor_profile")
-        if not recorded:
-            raise ProfileMismatchError(
-                f"checkpoint {path.name} does not record the extractor profile it was trained with "
-                "(extra['extractor_profile']); the engine cannot check that its features match. Retrain with "
-                "the current training code, which records it."
-            )
+        info = FusionMeta.from_extra(read_metadata(path)["extra"], source=f"checkpoint {path.name}")
+        recorded = info.extractor_profile
         diffs = profile_mismatches(recorded, extractor_description)
         if diffs:
             raise ProfileMismatchError(
@@ -94,17 +73,24 @@ def load_fusion_model(
         ck = load_checkpoint(path)
         c = ck.config
         got = {"text": c.text_dim, "audio": c.audio_dim, "video": c.video_dim}
-        if got != dims:
-            raise ProfileMismatchError(f"checkpoint feature sizes {got} differ from the extractors' {dims}")
+        if got != dims or info.dims != dims:
+            raise ProfileMismatchError(
+                f"checkpoint feature sizes {got} (normalisation {info.dims}) differ from the extractors' {dims}"
+            )
+        if tuple(c.class_names) != info.class_names:
+            raise CheckpointMetaError(f"checkpoint class names {info.class_names} differ from its model's")
         return FusionModel(
             ck.model.eval(),
             ck.identity,
             ck.sha256,
             True,
-            tuple(c.class_names),
+            info.class_names,
             dims,
-            _stats(ck.extra, dims),
+            info.stats(),
             ck.extra,
+            info.temperature,
+            info.experts,
+            info.licence,
         )
     from models.cmarr import CMARR, CMARRConfig
     from models.config_io import from_dict, load_yaml, to_dict
@@ -153,7 +139,9 @@ class FusionStage:
                 x = np.zeros((0, self.fm.dims[m]), np.float32)  # masked out; the model reconstructs it
             sample[m] = self.normalise(m, x)
         res = self.backend.infer(FusionInputs.from_samples([sample], self.fm.dims))
-        return res.probs[0]
+        if self.fm.temperature == 1.0:
+            return res.probs[0]
+        return softmax(np.asarray(res.logits[0], np.float64) / self.fm.temperature).astype(np.float32)
 
 
 class EMASmoother:

@@ -146,6 +146,16 @@ class WindowProcessor:
             if reading is not None:
                 probs, n = reading
                 experts["face"] = ExpertReading("mini_xception_fer2013", probs, max(probs, key=probs.get), n)
+            for name, head in self.fusion_model.experts.items():
+                x = feats.get(head.modality)
+                if x is None:
+                    continue  # that modality is not usable in this window: no reading
+                p = head(x)
+                names = self.fusion_model.class_names
+                experts[name] = ExpertReading(
+                    f"{name}_head", {c: float(v) for c, v in zip(names, p, strict=True)},
+                    names[int(np.argmax(p))], int(len(x)),
+                )
         if records:
             lat["face"] = float(np.mean([r.ms for r in records]))
         lat["window"] = (time.perf_counter() - t0) * 1e3

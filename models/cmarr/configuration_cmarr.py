@@ -64,6 +64,11 @@ class CMARRConfig:
     # Fusion
     fusion_heads: int = 4
     fusion_ff_mult: int = 2
+    # Not in the paper: a linear path per modality from its pooled input statistics (mean and standard
+    # deviation over valid frames) straight to the logits, added when the modality is available. It
+    # gives fusion the strength of a per-modality linear expert on small corpora; the attention path
+    # adds what the modalities say together and what reconstruction recovers. Off by default.
+    pooled_skip: bool = False
     losses: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:

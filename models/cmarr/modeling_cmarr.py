@@ -57,6 +57,16 @@ def segment_pool_weights(mask: torch.Tensor, num_segments: int) -> torch.Tensor:
     return w / w.sum(dim=-1, keepdim=True).clamp(min=1.0)
 
 
+def masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, L, D] and [B, L] mask -> [B, 2D]: mean and standard deviation over the valid positions
+    (zeros for a row without any)."""
+    w = mask.to(x.dtype).unsqueeze(-1)  # [B, L, 1]
+    n = w.sum(dim=1).clamp(min=1.0)  # [B, 1]
+    mean = (x * w).sum(dim=1) / n
+    var = ((x - mean.unsqueeze(1)).pow(2) * w).sum(dim=1) / n
+    return torch.cat([mean, torch.sqrt(var + 1e-6)], dim=-1)
+
+
 class ModalityProjection(nn.Module):
     """1-D convolution D_n -> d over time, then masked pooling onto K segments: [B, L, D] -> [B, K, d]."""
 
@@ -334,6 +344,8 @@ class CMARR(nn.Module):
         self.self_attn = AttentionBlock(2 * c.d_model, 2 * c.d_model, c.fusion_heads, c.fusion_ff_mult, c.dropout)
         self.head = nn.Sequential(nn.LayerNorm(2 * c.d_model), nn.Linear(2 * c.d_model, c.d_model), nn.GELU(),
                                   nn.Dropout(c.dropout), nn.Linear(c.d_model, c.num_classes))
+        if c.pooled_skip:  # per-modality linear path from pooled input statistics (see the config)
+            self.skip = nn.ModuleDict({m: nn.Linear(2 * dims[m], c.num_classes) for m in MODALITY_ORDER})
         # L_udcl similarity S = a*D + b (a < 0 via -softplus) over a learned temperature, one per pair.
         self.udcl_a = nn.Parameter(torch.zeros(3))
         self.udcl_b = nn.Parameter(torch.zeros(3))
@@ -356,11 +368,13 @@ class CMARR(nn.Module):
         avail = avail.to(text.dtype)
         present = avail if present is None else torch.maximum(present.to(text.dtype), avail)
         xs, masks = (text, audio, video), (text_mask, audio_mask, video_mask)
-        projected, latents, logdets, mus, vars_ = [], [], [], [], []
+        projected, latents, logdets, mus, vars_, pooled = [], [], [], [], [], []
         for i, m in enumerate(MODALITY_ORDER):
             keep = present[:, i] > 0.5  # [B]
             x = torch.where(keep.view(-1, 1, 1), xs[i], torch.zeros_like(xs[i]))  # NaN-safe zeroing
             msk = masks[i].to(torch.bool) & keep.view(-1, 1)
+            if self.config.pooled_skip:
+                pooled.append(self.skip[m](masked_mean_std(x, msk)))  # [B, C]
             p = self.proj[m](x, msk)  # [B, K, d]
             z, ld = self.flows[m](p)
             mu, var = self.umc[m](p)
@@ -382,6 +396,8 @@ class CMARR(nn.Module):
         h, scores = self.self_attn(torch.cat([h_tv, h_ta], dim=-1))
         rep = h.mean(dim=1)
         logits = self.head(rep)
+        if self.config.pooled_skip:  # only modalities available to fusion speak through their linear path
+            logits = logits + (torch.stack(pooled, dim=1) * avail.unsqueeze(-1)).sum(dim=1)
         return CMARROutput(
             logits=logits, features=feats, projected=X, reconstructed=recon,
             mu=torch.stack(mus, dim=1), var=torch.stack(vars_, dim=1), latents=Z,

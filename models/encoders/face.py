@@ -218,18 +218,22 @@ class FaceFeatureExtractor:
         embedder: FaceEmbedder,
         margin: float = 0.1,
         selection: str | None = None,
+        logprobs: bool = False,
     ) -> None:
         if margin < 0:
             raise ValueError(f"face crop margin must be >= 0, got {margin}")
         self.detector = detector
         self.embedder = embedder
         self.margin = margin
+        # Append log(probs) of the embedder's own classifier to each embedding ([D + C] per frame).
+        self.logprobs = logprobs
         policy = selection or detector.cfg.selection
         self.selector = FaceSelector(policy, detector.cfg.track_iou)
 
     @property
     def dim(self) -> int:
-        return int(self.embedder.feature_dim)
+        extra = len(self.embedder.class_names) if self.logprobs else 0
+        return int(self.embedder.feature_dim) + extra
 
     def reset(self) -> None:
         """Forget the tracked face (call between independent videos)."""
@@ -248,12 +252,19 @@ class FaceFeatureExtractor:
         feats = np.zeros((n, self.dim), np.float32)
         probs: np.ndarray | None = None
         if crops:
-            out = self.embedder(np.stack(crops))
+            out = self.embed(np.stack(crops))
             feats[present] = out.features
-            if getattr(out, "probs", None) is not None:
-                probs = np.zeros((n, out.probs.shape[1]), np.float32)
-                probs[present] = out.probs
+            probs = np.zeros((n, out.probs.shape[1]), np.float32)
+            probs[present] = out.probs
         return FaceFrameResult(feats, present, boxes, probs)
+
+    def embed(self, crops: np.ndarray) -> Any:
+        """gray uint8 [N, S, S] face crops -> object with .features [N, dim] and .probs [N, C]."""
+        out = self.embedder(crops)
+        if self.logprobs:
+            logp = np.log(np.clip(out.probs, 1e-6, 1.0)).astype(np.float32)
+            out = type(out)(np.concatenate([out.features, logp], axis=1).astype(np.float32), out.probs)
+        return out
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, bool, FaceBox | None]:
         r = self.extract([rgb])

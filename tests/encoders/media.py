@@ -71,8 +71,8 @@ def write_clip(
 
 
 @functools.cache
-def offline_extractors():  # noqa: ANN201 - models.encoders.profile.Extractors
-    """One offline bundle per test session (model loads cost seconds)."""
-    from models.encoders.profile import build_extractors
+def offline_extractors(*overrides: str):  # noqa: ANN201 - models.encoders.profile.Extractors
+    """One offline bundle per set of profile overrides per test session (model loads cost seconds)."""
+    from models.encoders.profile import build_extractors, load_profile
 
-    return build_extractors("offline")
+    return build_extractors(load_profile("offline", list(overrides)))

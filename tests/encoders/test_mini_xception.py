@@ -83,7 +83,9 @@ def test_classifies_real_cremad_faces(extractors, hap_frames, ang_frames):
     ang = fx.extract(ang_frames[::4])
     mean_ang = ang.probs[ang.present].mean(0)
     assert mx.CLASS_NAMES[int(mean_ang.argmax())] == "angry"
-    assert hap.features.shape[1] == 128
+    # The offline profile appends the model's own log-probabilities to the 128-d embedding.
+    assert hap.features.shape[1] == 128 + 7
+    assert np.allclose(np.exp(hap.features[hap.present, 128:]), np.clip(hap.probs[hap.present], 1e-6, 1), atol=1e-5)
 
 
 def test_input_checks():

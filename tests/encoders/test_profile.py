@@ -17,8 +17,9 @@ from models.encoders.profile import (
 
 def test_offline_profile_dims_and_rates_without_loading_models():
     ex = build_extractors("offline")
-    assert ex.dims == {"text": 384, "audio": 80, "video": 128}
-    assert ex.frame_rates == {"text": None, "audio": 100.0, "video": 30.0}
+    # Version 2: Whisper encoder states for speech; the face embedding carries the expert's log-probs.
+    assert ex.dims == {"text": 384, "audio": 384, "video": 128 + 7}
+    assert ex.frame_rates == {"text": None, "audio": 50.0, "video": 10.0}
     assert "text" not in ex.__dict__ and "face" not in ex.__dict__  # nothing was loaded
 
 
@@ -49,11 +50,12 @@ def test_description_is_json_and_rebuilds_the_profile(extractors):
 def test_mismatches_name_what_changed(extractors):
     rec = extractors.describe()
     other = build_extractors(
-        load_profile("offline", ["face.margin=0.3", "speech.logmel.normalisation=running"])
+        load_profile("offline", ["face.margin=0.3", "speech.kind=logmel", "face.logprobs=false"])
     )
     diffs = profile_mismatches(rec, other.describe())
     assert any(d.startswith("face.margin") for d in diffs)
-    assert any(d.startswith("speech.normalisation") for d in diffs)
+    assert any(d.startswith("speech.kind: recorded 'whisper', current 'logmel'") for d in diffs)
+    assert any(d.startswith("dims.video: recorded 135, current 128") for d in diffs)
     # Devices and the ASR model do not change the features: not a mismatch.
     same = build_extractors(load_profile("offline", ["asr.beam_size=5", "face.device=cpu"]))
     assert profile_mismatches(rec, same.describe()) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import threading
 from pathlib import Path
@@ -11,15 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import run_live
 from engine import Engine
 from engine.config import EngineConfig
 from engine.sources import PushSource
-from engine.stages.fusion import ProfileMismatchError, load_fusion_model
-from models.checkpoint import save_checkpoint
-from models.cmarr import CMARR, CMARRConfig
+from engine.stages.fusion import load_fusion_model
 from models.encoders.audio import load_audio
 from tests.engine.conftest import config
 from tests.engine.media import ANG, ANG_WAV
@@ -61,37 +57,35 @@ def test_push_audio_only_from_a_thread(extractors: Any, fusion: Any, backend: An
     assert "jacket" in events[-1].transcript.lower() and events[-1].condition == "ta"
 
 
-def _checkpoint(tmp_path: Path, extractors: Any, profile: dict | None, name: str) -> Path:
-    dims = extractors.dims
-    torch.manual_seed(1)
-    model = CMARR(CMARRConfig(text_dim=dims["text"], audio_dim=dims["audio"], video_dim=dims["video"]))
-    stats = {m: {"mean": [0.5] * d, "std": [2.0] * d} for m, d in dims.items()}
-    extra = {"feature_stats": stats, "class_names": ["ang", "hap", "neu", "sad"]}
-    if profile is not None:
-        extra["extractor_profile"] = profile
-    path = tmp_path / name
-    save_checkpoint(path, model, extra)
-    return path
-
-
-def test_checkpoint_profile_is_checked(extractors: Any, tmp_path: Path) -> None:
-    desc = extractors.describe()
-    good = _checkpoint(tmp_path, extractors, desc, "good.safetensors")
-    fm = load_fusion_model(EngineConfig(checkpoint=str(good)), desc, extractors.dims)
-    assert fm.trained and fm.identity.startswith("cmarr:") and fm.identity != "untrained"
-    x = np.full((3, extractors.dims["audio"]), 2.5, np.float32)
+def test_trainer_written_checkpoint_loads_with_its_statistics_and_temperature(
+    extractors: Any, trained_checkpoint: Path
+) -> None:
+    """The engine reads what the trainer wrote: identity, class names, per-modality normalisation and the
+    calibration temperature (which changes the probabilities, never the argmax)."""
     from engine.stages.fusion import FusionStage
+    from models.checkpoint import load_checkpoint
+    from models.fusion_meta import FusionMeta
 
-    assert np.allclose(FusionStage(fm, None).normalise("audio", x), 1.0)  # (2.5 - 0.5) / 2
-    other = copy.deepcopy(desc)
-    other["name"] = "paper"
-    other["identity"]["speech"]["n_mels"] = 64
-    bad = _checkpoint(tmp_path, extractors, other, "bad.safetensors")
-    with pytest.raises(ProfileMismatchError, match="speech.n_mels: recorded 64, current 80"):
-        load_fusion_model(EngineConfig(checkpoint=str(bad)), desc, extractors.dims)
-    none = _checkpoint(tmp_path, extractors, None, "none.safetensors")
-    with pytest.raises(ProfileMismatchError, match="does not record the extractor profile"):
-        load_fusion_model(EngineConfig(checkpoint=str(none)), desc, extractors.dims)
+    desc = extractors.describe()
+    fm = load_fusion_model(EngineConfig(checkpoint=str(trained_checkpoint)), desc, extractors.dims)
+    ck = load_checkpoint(trained_checkpoint)
+    meta = FusionMeta.from_extra(ck.extra)
+    assert fm.trained and fm.identity == ck.identity and fm.class_names == meta.class_names
+    assert fm.temperature == meta.temperature != 1.0
+    mean, std = (np.asarray(meta.normalization["audio"][k], np.float32) for k in ("mean", "std"))
+    x = np.random.default_rng(0).normal(size=(5, extractors.dims["audio"])).astype(np.float32)
+    assert np.allclose(FusionStage(fm, None).normalise("audio", x), (x - mean) / np.maximum(std, 1e-6), atol=1e-5)
+
+    class Logits:  # the backend's contract: logits in, FusionStage applies the temperature
+        def infer(self, inputs: Any) -> Any:
+            from engine.backends import FusionResult, softmax
+
+            z = np.array([[2.0, 0.5, -1.0, 0.0]], np.float32)
+            return FusionResult(z, softmax(z))
+
+    probs = FusionStage(fm, Logits())({"audio": x}, np.array([0, 1, 0], np.float32))
+    expect = np.exp(np.array([2.0, 0.5, -1.0, 0.0]) / fm.temperature)
+    assert np.allclose(probs, expect / expect.sum(), atol=1e-5)
 
 
 def test_run_live_cli(

@@ -121,9 +121,10 @@ def test_segment_pooling_averages_valid_positions():
     assert torch.all(segment_pool_weights(torch.zeros(1, 3, dtype=torch.bool), 4) == 0)
 
 
+@pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("cond", [c for c in CONDITIONS if c != "tav"])
-def test_missing_modality_inputs_do_not_reach_outputs(cond):
-    model = small_model().eval()
+def test_missing_modality_inputs_do_not_reach_outputs(cond, skip):
+    model = small_model(pooled_skip=skip).eval()
     args = list(inputs())
     avail = torch.tensor(CONDITIONS[cond], dtype=torch.float32).expand(4, 3)
     with torch.no_grad():
@@ -136,6 +137,26 @@ def test_missing_modality_inputs_do_not_reach_outputs(cond):
     assert torch.equal(out.logits, ref.logits)
     assert torch.equal(out.features, ref.features)
     assert torch.isfinite(out.logits).all()
+
+
+def test_pooled_skip_is_each_modalitys_linear_reading_of_its_statistics():
+    """With the attention path silenced, the logits are the sum of the available modalities' linear
+    readings of their masked mean and standard deviation."""
+    from models.cmarr.modeling_cmarr import masked_mean_std
+
+    model = small_model(pooled_skip=True).eval()
+    with torch.no_grad():
+        for p in model.head[-1].parameters():
+            p.zero_()
+    args = list(inputs())
+    avail = torch.tensor([[1.0, 1.0, 0.0]]).expand(4, 3)
+    with torch.no_grad():
+        out = model(*args, avail).logits
+        want = sum(model.skip[m](masked_mean_std(args[2 * i], args[2 * i + 1])) for i, m in
+                   enumerate(("text", "audio")))
+    assert torch.allclose(out, want, atol=1e-5)
+    st = masked_mean_std(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[True, True, False]]))
+    assert torch.allclose(st, torch.tensor([[2.0, 1.0]]), atol=1e-3)  # the padded 100 is ignored
 
 
 def test_full_mask_uses_every_input():

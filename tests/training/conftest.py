@@ -41,7 +41,7 @@ def write_store(
     manifest = {
         "dims": STORE_DIMS,
         "frame_rates": {"audio": 50.0, "video": 30.0},
-        "extractors": {"name": "test"},
+        "extractors": {"name": "test", "identity": {"features": "synthetic test store"}},
     }
     with FeatureStoreWriter(root, manifest, shard_size=16) as w:
         for g in groups:

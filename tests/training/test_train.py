@@ -43,9 +43,10 @@ def test_train_saves_self_describing_checkpoint(store: Path, tmp_path: Path) -> 
     assert res.epochs_run == 3 and 1 <= res.best_epoch <= 3 and res.selection_metric == "uar_mean_all"
     ck = load_checkpoint(res.best_checkpoint)
     assert ck.config.text_dim == STORE_DIMS["text"] and ck.config.class_names == ("ang", "hap", "neu", "sad")
-    assert set(ck.extra["normalization"]["mean"]) == {"text", "audio", "video"}
-    assert len(ck.extra["normalization"]["std"]["audio"]) == STORE_DIMS["audio"]
-    assert ck.extra["extractor_profile"]["extractors"] == {"name": "test"}
+    assert set(ck.extra["normalization"]) == {"text", "audio", "video"}
+    assert len(ck.extra["normalization"]["audio"]["std"]) == STORE_DIMS["audio"]
+    assert ck.extra["extractor_profile"]["identity"] == {"features": "synthetic test store"}
+    assert ck.extra["model_id"] == "cmarr" and ck.extra["temperature"] > 0
     assert ck.extra["training_summary"]["best_epoch"] == res.best_epoch
     rows = list(csv.DictReader(open(res.out_dir / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]

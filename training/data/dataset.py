@@ -37,6 +37,8 @@ class Sample:
     valid: dict[str, np.ndarray] | None = None  # modality -> bool [L]; None = all positions valid
     speaker: str = ""
     loader: Callable[[], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] | None = None
+    corpus: str = ""  # multi-corpus stores: which corpus the sample comes from
+    lengths: dict[str, int] | None = None  # frames per modality as stored (known without loading)
 
     def load(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(features, valid) with every modality present as a key."""
@@ -92,14 +94,22 @@ class Normalizer:
         return (x - mu) / sd
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std}
+        """The checkpoint layout the engine reads (``models.fusion_meta``): {modality: {"mean", "std"}}."""
+        return {m: {"mean": self.mean[m], "std": self.std[m]} for m in MODALITIES}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Normalizer:
-        missing = [m for m in MODALITIES if m not in d.get("mean", {}) or m not in d.get("std", {})]
+        missing = [m for m in MODALITIES if not isinstance(d.get(m), dict) or {"mean", "std"} - set(d[m])]
         if missing:
-            raise ValueError(f"normalisation statistics lack modalities {missing}")
-        return cls({m: list(d["mean"][m]) for m in MODALITIES}, {m: list(d["std"][m]) for m in MODALITIES})
+            raise ValueError(f"normalisation statistics lack modalities {missing} (layout: {{m: {{mean, std}}}})")
+        return cls({m: list(d[m]["mean"]) for m in MODALITIES}, {m: list(d[m]["std"]) for m in MODALITIES})
+
+
+# (sample, index, epoch, raw features, validity) -> (features, validity); must be deterministic in its inputs.
+SampleTransform = Callable[
+    [Sample, int, int, dict[str, np.ndarray], dict[str, np.ndarray]],
+    tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+]
 
 
 class FeatureDataset(Dataset):
@@ -115,11 +125,18 @@ class FeatureDataset(Dataset):
         dims: dict[str, int],
         normalizer: Normalizer | None = None,
         max_len: dict[str, int] | None = None,
+        transform: SampleTransform | None = None,
     ) -> None:
         self.samples = list(samples)
         self.dims = dict(dims)
         self.normalizer = normalizer or Normalizer.identity(self.dims)
         self.max_len = max_len or {}
+        self.transform = transform  # training-time change of a sample's raw features (e.g. face pairing)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The trainer calls this every epoch, so a transform can draw fresh, reproducible choices."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -130,6 +147,8 @@ class FeatureDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         s = self.samples[i]
         feats, valid = s.load()
+        if self.transform is not None:
+            feats, valid = self.transform(s, i, self.epoch, feats, valid)
         item: dict[str, Any] = {
             "id": s.id,
             "group": s.group,
@@ -191,6 +210,8 @@ class DataSplits:
     dims: dict[str, int]
     class_names: tuple[str, ...]
     description: dict[str, Any] = field(default_factory=dict)  # source, split rule, extractor profile ...
+    # Per-sample drawing weights for the training sampler (None: a plain shuffle of ``train``).
+    train_weights: list[float] | None = None
 
     def summary(self) -> dict[str, Any]:
         def counts(ss: list[Sample]) -> list[int]:

@@ -1,0 +1,49 @@
+"""Whisper encoder states as speech features: rate, width, 30 s chunking, and the engine's window sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.encoders.audio import load_audio
+from models.encoders.whisper_states import WhisperStatesConfig, weights_sha256, whisper_dim
+from tests.encoders.media import offline_extractors, wav
+
+
+@pytest.fixture(scope="module")
+def speech():  # noqa: ANN201
+    ex = offline_extractors()
+    assert ex.profile.speech.kind == "whisper"
+    return ex.speech
+
+
+def test_frames_cover_the_audio_at_50_hz(speech) -> None:  # noqa: ANN001
+    a = load_audio(wav("ANG"))
+    x = speech(a)
+    assert x.shape == (-(-len(a) // 320), 384) and x.dtype == np.float32 and np.isfinite(x).all()
+    assert np.allclose(speech(a), x)  # deterministic
+    assert whisper_dim(WhisperStatesConfig()) == 384 and speech.frame_rate == 50.0
+    # A 1 s window (the engine's first window) is just shorter, from the same encoder pass shape.
+    assert speech(a[:16000]).shape == (50, 384)
+    assert speech(np.zeros(0, np.float32)).shape == (0, 384)
+
+
+def test_long_audio_is_encoded_in_30_s_chunks(speech) -> None:  # noqa: ANN001
+    a = load_audio(wav("HAP"))
+    long = np.tile(a, int(np.ceil(35 * 16000 / len(a))))[: 35 * 16000]
+    x = speech(long)
+    assert x.shape == (1750, 384)
+    first = speech(long[: 30 * 16000])
+    # The first chunk is the first 30 s encoded alone (up to Whisper's log-mel normalisation, which uses the
+    # loudest frame of the whole input, and int8 rounding).
+    assert np.abs(x[:1500] - first).mean() < 0.05 * np.abs(first).mean()
+    assert not np.allclose(x[1500:1510], first[:10])
+
+
+def test_identity_is_the_weight_file_and_missing_models_say_how_to_get_one(tmp_path) -> None:  # noqa: ANN001
+    cfg = WhisperStatesConfig()
+    assert len(weights_sha256(cfg.resolved_path())) == 64
+    with pytest.raises(FileNotFoundError, match="ct2-transformers-converter"):
+        WhisperStatesConfig(model=str(tmp_path)).resolved_path()
+    with pytest.raises(ValueError, match="device"):
+        WhisperStatesConfig(device="tpu")

@@ -1,0 +1,141 @@
+"""Multi-corpus training on real data: a small store extracted with the engine's own extractors from real
+RAVDESS, MELD, FER2013 and CREMA-D samples, then speaker-independent splits, face pairing, natural-condition
+evaluation, calibration and the expert heads of a short real training run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.checkpoint import load_checkpoint
+from models.fusion_meta import FusionMeta
+from tests.conftest import TINY, TRAIN_CONFIG
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+CLASSES = ("ang", "hap", "neu", "sad")
+
+
+def _pick(utts: list, per: int, key) -> list:  # noqa: ANN001 - small selection helper
+    """``per`` utterances for every (key, label) pair, in listing order."""
+    seen: Counter = Counter()
+    out = []
+    for u in utts:
+        k = (key(u), u.label)
+        if u.label in CLASSES and seen[k] < per:
+            seen[k] += 1
+            out.append(u)
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not DATA.is_dir():
+        pytest.skip("the real corpus copies (shared/data next to the repository) are not on this machine")
+    from tests.encoders.media import offline_extractors
+    from training.data.corpus import list_corpus
+    from training.extract import extract_corpus, store_manifest
+
+    out = tmp_path_factory.mktemp("multi") / "store"
+    ex = offline_extractors()
+    ravdess = [u for u in list_corpus("ravdess", DATA / "ravdess-speech") if u.speaker in ("ravdess:01", "ravdess:02",
+                                                                                          "ravdess:03")]
+    picks = {
+        "ravdess": _pick(ravdess, 1, lambda u: u.speaker),  # 3 actors x 4 classes
+        "meld": _pick(list_corpus("meld", DATA / "meld-text"), 2, lambda u: u.split),
+        "fer2013": _pick(list_corpus("fer2013", DATA / "fer2013-4class.npz"), 2, lambda u: u.split),
+        "cremad": [u for u in list_corpus("cremad", DATA / "cremad-clips") if u.id.endswith(("1001_DFA_ANG_XX",
+                                                                                           "1001_DFA_SAD_XX"))],
+    }
+    for kind, utts in picks.items():
+        s = extract_corpus(utts, ex, out, store_manifest(ex, kind, DATA, "auto"), progress=False, views=3)
+        assert s.added == len(utts) and not s.failed
+    return out
+
+
+def _splits(store: Path, *overrides: str):  # noqa: ANN202
+    from training.train import load_splits, load_train_config
+
+    cfg = load_train_config(TRAIN_CONFIG, ["data.val_fraction=0.34", *overrides], root=str(store))
+    return cfg, load_splits(cfg.data)
+
+
+def test_store_keeps_each_samples_own_modalities(store: Path) -> None:
+    from training.feature_store import FeatureStore
+
+    fs = FeatureStore(store)
+    assert [c["kind"] for c in fs.manifest["corpora"]] == ["ravdess", "meld", "fer2013", "cremad"]
+    have = {fs.meta(u)["corpus"]: {m for m, n in fs.lengths(u).items() if n} for u in fs.ids()}
+    assert have == {"ravdess": {"text", "audio"}, "meld": {"text"}, "fer2013": {"video"},
+                    "cremad": {"text", "audio", "video"}}
+    rav = [u for u in fs.ids() if u.startswith("ravdess:")]
+    assert all(fs.meta(u)["transcript_source"] == "asr" for u in rav)  # the engine's ASR, not corpus text
+    fer = fs.get(next(u for u in fs.ids() if u.startswith("fer2013:")))
+    assert fer.features["video"].shape == (3, 135) and fer.presence["video"].any()  # 3 views, face path
+
+
+def test_splits_are_speaker_independent_and_keep_official_splits(store: Path) -> None:
+    _, sp = _splits(store)
+    side = {}
+    for name in ("train", "val", "test"):
+        for s in getattr(sp, name):
+            side.setdefault(s.speaker, set()).add(name)
+            if s.corpus == "cremad":
+                assert name == "test"  # evaluation only
+            if s.corpus == "meld":
+                assert name == {"train": "train", "val": "val", "test": "test"}[s.id.split(":")[1].split("_")[0]]
+    rav = {k: v for k, v in side.items() if k.startswith("ravdess:")}
+    assert all(len(v) == 1 for v in rav.values()) and {"train"} in rav.values() and {"val"} in rav.values()
+    _, held = _splits(store, 'data.test_speakers=["ravdess:02"]')
+    assert {s.speaker for s in held.test if s.corpus == "ravdess"} == {"ravdess:02"}
+    w = np.asarray(sp.train_weights)
+    for corpus in {s.corpus for s in sp.train}:  # every class of a corpus drawn equally often
+        per_class = Counter()
+        for s, wi in zip(sp.train, w, strict=True):
+            if s.corpus == corpus:
+                per_class[s.label] += wi
+        assert np.allclose(list(per_class.values()), list(per_class.values())[0])
+
+
+def test_face_pairing_gives_speech_a_same_label_face(store: Path) -> None:
+    from training.data.dataset import FeatureDataset
+    from training.data.multicorpus import FacePairing, face_samples
+
+    _, sp = _splits(store)
+    pairing = FacePairing(face_samples(sp.train), 1.0, seed=0)
+    speech = [s for s in sp.train if FacePairing.eligible(s)]
+    assert speech and all(pairing.partner(s, i, 0).label == s.label for i, s in enumerate(speech))
+    ds = FeatureDataset(speech, sp.dims, transform=pairing)
+    item = ds[0]
+    assert item["present"].tolist() == [1.0, 1.0, 1.0]  # text, audio and now a face
+    partners = {pairing.partner(speech[0], 0, e).id for e in range(12)}
+    assert len(partners) > 1  # re-drawn every epoch
+    assert pairing.partner(speech[0], 0, 3).id == pairing.partner(speech[0], 0, 3).id  # deterministic
+    off = FeatureDataset(speech, sp.dims, transform=FacePairing(face_samples(sp.train), 0.0, seed=0))
+    assert off[0]["present"].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(store: Path, tmp_path: Path) -> None:
+    from training.train import load_train_config, train
+
+    over = [o for o in TINY if not o.startswith(("data.corpora", "data.eval_only", "data.val_fraction"))]
+    cfg = load_train_config(TRAIN_CONFIG, [*over, "data.val_fraction=0.34", "data.epoch_size=32"], root=str(store))
+    res = train(cfg, tmp_path / "run", device="cpu")
+    meta = FusionMeta.from_extra(load_checkpoint(res.best_checkpoint).extra)
+    assert meta.temperature > 0 and set(meta.experts) == {"speech", "text"}
+    assert meta.experts["speech"].modality == "audio" and meta.experts["speech"].weight.shape == (4, 2 * 384)
+    rep = res.test_report
+    assert rep is not None
+    entries = rep["entries"]
+    # Each corpus under the conditions it can have; the CREMA-D clips under all seven.
+    assert {"meld.t", "fer2013.v", "cremad.tav", "cremad.v", "cremad.ta"} <= set(entries)
+    assert "ravdess.ta" in entries or "ravdess.ta" in res.val_report["entries"]
+    cr = entries["cremad.tav"]
+    assert set(cr["experts"]) == {"speech", "text", "face"} and "fused_minus_best_expert_uar" in cr
+    assert set(entries["fer2013.v"]["experts"]) == {"face"} and set(entries["meld.t"]["experts"]) == {"text"}
+    for e in entries.values():
+        assert 0.0 <= e["ece_before"] <= 1.0 and 0.0 <= e["ece_after"] <= 1.0
+    paired = [k for k in res.val_report["entries"] if "+face" in k]
+    assert paired, res.val_report["entries"].keys()  # speech paired with held-out faces is scored too

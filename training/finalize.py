@@ -1,0 +1,149 @@
+"""After training: calibrate the selected checkpoint, add the single-modality experts, and report.
+
+``finalize_checkpoint`` fits the temperature on validation (and, for multi-corpus data, the speech and
+text expert heads), then rewrites the checkpoint with them, so every probability the engine reports
+is calibrated. ``natural_test_report`` scores a split per corpus and condition with WAR / UAR / the
+confusion matrix / ECE before and after calibration, next to every single-modality expert available in
+the same condition ("fused - best expert" must never be negative).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.fusion_meta import ExpertHead, FusionMeta
+from models.metrics import classification_metrics
+from models.modalities import CONDITIONS, MODALITIES
+
+from .adapters import get_adapter
+from .calibrate import ece_report, fit_temperature, softmax
+from .data.dataset import DataSplits, FeatureDataset, Normalizer
+from .evaluate import predict_conditions
+from .experts import face_expert_probs, fit_head
+from .natural_eval import NaturalReport, evaluate_natural
+
+
+def _natural(model: Any, adapter: Any, samples: list, splits: DataSplits, norm: Normalizer, device: Any,
+             max_len: dict[str, int]) -> NaturalReport:
+    return evaluate_natural(model, adapter, samples, splits.dims, norm, splits.class_names, device, max_len)
+
+
+def finalize_checkpoint(
+    path: str | Path, splits: DataSplits, normalizer: Normalizer, device: Any, max_len: dict[str, int],
+    experts: bool,
+) -> dict[str, Any]:
+    """Temperature (and experts) fitted on validation, written into the checkpoint at ``path``."""
+    ck = load_checkpoint(path)
+    model = ck.model.to(device)
+    adapter = get_adapter(ck.model_type)
+    if splits.description.get("source") == "multi":
+        rep = _natural(model, adapter, splits.val, splits, normalizer, device, max_len)
+        keys = rep.natural
+        logits = [rep.scored[k].logits for k in keys]
+        labels = [rep.scored[k].y for k in keys]
+    else:
+        from torch.utils.data import DataLoader
+
+        from .data.dataset import collate
+
+        loader = DataLoader(FeatureDataset(splits.val, splits.dims, normalizer, max_len), batch_size=64,
+                            collate_fn=collate)
+        y, _, probs = predict_conditions(model, adapter, loader, list(CONDITIONS.values()), device)
+        keep = y >= 0
+        keys = list(CONDITIONS)
+        logits = [np.log(np.clip(p[keep], 1e-12, 1.0)) for p in probs]  # log p = logits + const per row
+        labels = [y[keep]] * len(probs)
+    temperature = fit_temperature(logits, labels)
+    heads: dict[str, ExpertHead] = {}
+    head_info: dict[str, Any] = {}
+    if experts:
+        for name in ("speech", "text"):
+            fitted = fit_head(name, splits.train, splits.val, len(splits.class_names))
+            if fitted is not None:
+                heads[name] = fitted.head
+                head_info[name] = {"C": fitted.c, "val_uar": fitted.val_uar,
+                                   "temperature": fitted.head.temperature}
+    z, y = np.concatenate(logits), np.concatenate(labels)
+    calibration = {"temperature": temperature, "fitted_on": keys, "val": ece_report(z, y, temperature)}
+    meta = FusionMeta.from_extra(ck.extra)
+    meta.temperature, meta.experts = temperature, heads
+    save_checkpoint(path, ck.model.cpu(), {**ck.extra, **meta.to_extra(), "calibration": calibration,
+                                           "expert_heads": head_info})
+    return {"calibration": calibration, "experts": head_info}
+
+
+def _raw(ds: FeatureDataset, i: int) -> dict[str, np.ndarray | None]:
+    """Un-normalised valid frames of item ``i`` per modality (None when it has none)."""
+    item = ds[i]
+    out: dict[str, np.ndarray | None] = {}
+    for m in MODALITIES:
+        v = item[f"{m}_mask"].numpy()
+        if not v.any():
+            out[m] = None
+            continue
+        mean = np.asarray(ds.normalizer.mean[m], np.float32)
+        std = np.asarray(ds.normalizer.std[m], np.float32)
+        out[m] = item[m].numpy()[v] * std + mean
+    return out
+
+
+def expert_probs(ds: FeatureDataset, cond: str, meta: FusionMeta) -> dict[str, np.ndarray]:
+    """Each single-modality expert's probabilities [N, C] on the samples of ``ds`` (rows with no reading
+    are uniform) for the modalities that ``cond`` makes available."""
+    names = meta.class_names
+    c = len(names)
+    out: dict[str, list[np.ndarray]] = {}
+    for i in range(len(ds)):
+        raw = _raw(ds, i)
+        for name, head in meta.experts.items():
+            if head.modality[0] in cond:
+                x = raw[head.modality]
+                out.setdefault(name, []).append(head(x) if x is not None else np.full(c, 1.0 / c))
+        if "v" in cond:
+            x = raw["video"]
+            p = face_expert_probs(x, np.ones(len(x), bool), names) if x is not None else None
+            out.setdefault("face", []).append(p if p is not None else np.full(c, 1.0 / c))
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def natural_test_report(
+    path: str | Path, splits: DataSplits, samples: list, device: Any, max_len: dict[str, int]
+) -> dict[str, Any]:
+    """Per (corpus, condition): fused WAR/UAR/confusion, ECE before/after, every expert, the best one."""
+    ck = load_checkpoint(path)
+    meta = FusionMeta.from_extra(ck.extra)
+    norm = Normalizer.from_dict(meta.normalization)
+    model = ck.model.to(device)
+    rep = _natural(model, get_adapter(ck.model_type), samples, splits, norm, device, max_len)
+    entries: dict[str, Any] = {}
+    for key, sc in rep.scored.items():
+        m = rep.per_condition[key]
+        cond = key.split(".")[-1]
+        e: dict[str, Any] = {**m.to_dict(), **ece_report(sc.logits, sc.y, meta.temperature)}
+        ex = {}
+        with torch.no_grad():
+            for name, p in expert_probs(rep.datasets[key], cond, meta).items():
+                em = classification_metrics(sc.y, p.argmax(1), len(meta.class_names))
+                ex[name] = {"war": em.war, "uar": em.uar}
+        e["experts"] = ex
+        if ex:
+            best = max(ex, key=lambda k: ex[k]["uar"])
+            e["best_expert"] = best
+            e["fused_minus_best_expert_uar"] = m.uar - ex[best]["uar"]
+        entries[key] = e
+    z = np.concatenate([rep.scored[k].logits for k in rep.natural]) if rep.natural else np.zeros((0, 4))
+    y = np.concatenate([rep.scored[k].y for k in rep.natural]) if rep.natural else np.zeros(0, int)
+    return {
+        "model": ck.identity,
+        "temperature": meta.temperature,
+        "entries": entries,
+        "natural": rep.natural,
+        "mean_natural": rep.mean_all(),
+        "ece_natural": ece_report(z, y, meta.temperature),
+        "probs_after": None if not len(y) else float(softmax(z / meta.temperature).max(1).mean()),
+    }

@@ -1,0 +1,185 @@
+"""Reproduce the shipped model from the labelled corpora: one command, seeded, on 2 CPU cores.
+
+    python -m training.reproduce --data ../shared/data --out runs/offline-v2 [--folds 5] [--ship]
+    make train-offline                                   # the same, then ships the result
+
+Steps (each resumable: rerunning skips what is done):
+
+1. **Extract** every corpus with the engine's own offline extractors into one feature store
+   (``training.extract``): RAVDESS and EmoDB speech (transcripts from the engine's ASR), MELD text, FER2013
+   faces (stills through the face path), the CREMA-D clips (test only).
+2. **Train** CM-ARR with ``configs/train/cmarr_offline.yaml`` (validation: MELD dev, FER2013
+   PublicTest, held-out RAVDESS/EmoDB speakers), calibrate it and fit the speech and text expert heads
+   on validation.
+3. **Ablate** face pairing (``data.pair_faces=0``) on the same split: with and without, measured.
+4. **Cross-validate** over speakers: RAVDESS and EmoDB speakers in ``--folds`` leave-speakers-out folds,
+   every fold a full training run; each speaker is tested exactly once.
+5. **Evaluate the live engine** (``engine.evaluate``) on the bundled CREMA-D clips with the new model.
+6. **Write** ``report.json`` and the model card; with ``--ship``, copy the checkpoint and the card into
+   ``models/assets/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .model_card import render_card
+from .train import load_train_config, train
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "train" / "cmarr_offline.yaml"
+ASSET = REPO / "models" / "assets" / "cmarr_offline_v2.safetensors"
+CARD = REPO / "models" / "assets" / "cmarr_offline_v2.md"
+# (corpus kind, path under --data, extract flags)
+CORPORA: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("cremad", "cremad-clips", ()),
+    ("emodb", "emodb", ("--labels", "ang,hap,neu,sad", "--transcripts", "asr")),
+    ("ravdess", "ravdess-speech", ("--labels", "ang,hap,neu,sad,cal", "--transcripts", "asr")),
+    ("meld", "meld-text", ("--labels", "ang,hap,neu,sad", "--transcripts", "corpus")),
+    ("fer2013", "fer2013-4class.npz", ()),
+)
+SPEAKER_CORPORA = ("ravdess", "emodb")
+
+
+def extract_all(data: Path, store: Path, progress: bool) -> None:
+    from .extract import main as extract
+
+    for kind, rel, flags in CORPORA:
+        root = data / rel
+        if not root.exists():
+            raise FileNotFoundError(f"{root} not found: --data must hold {', '.join(r for _, r, _ in CORPORA)}")
+        argv = ["--corpus", kind, "--root", str(root), "--out", str(store), *flags]
+        if not progress:
+            argv.append("--no-progress")
+        if extract(argv) != 0:
+            raise RuntimeError(f"extraction of {kind} into {store} failed")
+
+
+def speaker_folds(store: Path, k: int) -> list[list[str]]:
+    """k folds of the speech corpora's speakers: sorted per corpus, speaker i goes to fold i % k."""
+    from .feature_store import FeatureStore
+
+    fs = FeatureStore(store)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for corpus in SPEAKER_CORPORA:
+        speakers = sorted({fs.meta(u)["speaker"] for u in fs.ids() if fs.meta(u).get("corpus") == corpus})
+        for i, spk in enumerate(speakers):
+            folds[i % k].append(spk)
+    return folds
+
+
+def run_training(store: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
+    done = out / "summary.json"
+    if done.is_file() and json.loads(done.read_text()).get("test_report"):
+        return json.loads(done.read_text())  # finished in an earlier run
+    t0 = time.perf_counter()
+    cfg = load_train_config(CONFIG, overrides, root=str(store))
+    res = train(cfg, out, resume=(out / "last_state.pt").is_file())
+    summary = json.loads(done.read_text())
+    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    done.write_text(json.dumps(summary, indent=1))
+    assert res.best_checkpoint.is_file()
+    return summary
+
+
+def aggregate_folds(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per entry: mean and std of UAR/WAR over folds, and the pooled confusion (every speaker once)."""
+    import numpy as np
+
+    from models.metrics import classification_metrics
+
+    keys = sorted({k for r in reports for k in r["entries"]})
+    out: dict[str, Any] = {}
+    for key in keys:
+        rs = [r["entries"][key] for r in reports if key in r["entries"]]
+        cm = np.sum([np.asarray(r["confusion"]) for r in rs], axis=0)
+        y = np.repeat(np.arange(len(cm)), cm.sum(1))
+        pred = np.concatenate([np.repeat(np.arange(len(cm)), row) for row in cm])
+        pooled = classification_metrics(y, pred, len(cm))
+        out[key] = {
+            "folds": len(rs),
+            "uar_mean": float(np.mean([r["uar"] for r in rs])),
+            "uar_std": float(np.std([r["uar"] for r in rs])),
+            "war_mean": float(np.mean([r["war"] for r in rs])),
+            "pooled": {"uar": pooled.uar, "war": pooled.war, "n": pooled.n, "confusion": pooled.confusion},
+            "experts_uar_mean": {
+                name: float(np.mean([r["experts"][name]["uar"] for r in rs if name in r.get("experts", {})]))
+                for name in sorted({n for r in rs for n in r.get("experts", {})})
+            },
+        }
+    return out
+
+
+def evaluate_engine(checkpoint: Path, out: Path) -> dict[str, Any]:
+    from engine.evaluate import main as evaluate
+
+    path = out / "engine_cremad.json"
+    rc = evaluate(["--root", str(REPO / "data" / "cremad"), "--json", str(path), "--fast",
+                   "--checkpoint", str(checkpoint)])
+    if rc != 0:
+        raise RuntimeError(f"engine.evaluate failed with exit code {rc}")
+    return json.loads(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.reproduce", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, type=Path, help="folder with the corpora (see the docstring)")
+    ap.add_argument("--out", default=Path("runs/offline-v2"), type=Path)
+    ap.add_argument("--store", default=None, type=Path, help="feature store (default: OUT/features)")
+    ap.add_argument("--folds", type=int, default=5, help="leave-speakers-out folds (0: skip)")
+    ap.add_argument("--no-ablation", action="store_true", help="skip the run without face pairing")
+    ap.add_argument("--ship", action="store_true", help="copy checkpoint and card into models/assets/")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    store = args.store or out / "features"
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    extract_all(args.data, store, not args.no_progress)
+    timings["extract_s"] = round(time.perf_counter() - t, 1)
+    base = list(args.overrides) + (["progress=false"] if args.no_progress else [])
+    report: dict[str, Any] = {"config": str(CONFIG.relative_to(REPO)), "overrides": base, "store": str(store)}
+    t = time.perf_counter()
+    report["final"] = run_training(store, out / "final", base)
+    timings["train_final_s"] = round(time.perf_counter() - t, 1)
+    ckpt = out / "final" / "best.safetensors"
+    if not args.no_ablation:
+        t = time.perf_counter()
+        report["no_pairing"] = run_training(store, out / "no_pairing", [*base, "data.pair_faces=0"])
+        timings["train_no_pairing_s"] = round(time.perf_counter() - t, 1)
+    if args.folds:
+        t = time.perf_counter()
+        folds = speaker_folds(store, args.folds)
+        fold_reports = []
+        for i, spk in enumerate(folds):
+            s = run_training(store, out / f"cv_fold{i}", [*base, f"data.test_speakers={json.dumps(spk)}"])
+            fold_reports.append(s["test_report"])
+        report["cv"] = {"folds": folds, "aggregate": aggregate_folds(fold_reports)}
+        timings["cv_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    report["engine_cremad"] = evaluate_engine(ckpt, out)
+    timings["engine_eval_s"] = round(time.perf_counter() - t, 1)
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    report["timings"] = timings
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    card = render_card(report, ckpt)
+    (out / "model_card.md").write_text(card)
+    if args.ship:
+        ASSET.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ckpt, ASSET)
+        CARD.write_text(card)
+        print(f"shipped {ASSET.relative_to(REPO)} and {CARD.relative_to(REPO)}")
+    print(f"report: {out / 'report.json'}; model card: {out / 'model_card.md'}; {timings}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
