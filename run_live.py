@@ -10,9 +10,9 @@ Examples:
   python run_live.py --demo                         replay a bundled CREMA-D clip (offline)
 
 Events go to the terminal (a live view on a TTY, plain lines otherwise), to --jsonl as one JSON object
-per window, and nowhere else. Without --checkpoint the fusion model is UNTRAINED: its probabilities are
-random and the program says so. Modality health, transcripts, face tracking and the face expert's own
-reading are real either way.
+per window, and nowhere else. The fusion model is the shipped, calibrated CM-ARR
+(models/assets/cmarr_offline_v2.safetensors, non-commercial licence: see its model card) unless
+--checkpoint names another; --checkpoint none runs an UNTRAINED model, and the program says so.
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--jsonl", metavar="PATH", help="write every event as a JSON line to PATH")
     eng = ap.add_argument_group("engine")
     eng.add_argument("--config", metavar="YAML", help="engine config (configs/engine/default.yaml if absent)")
-    eng.add_argument("--checkpoint", metavar="PATH", help="trained CM-ARR checkpoint (.safetensors)")
+    eng.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="trained CM-ARR checkpoint (.safetensors); default: the shipped model; none: untrained",
+    )
     eng.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"), help="fusion backend")
     eng.add_argument("--device", help="fusion device: cpu (default) or cuda[:N]")
     eng.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of media")
@@ -136,8 +140,13 @@ def banner(text: str, tty: bool) -> None:
 async def amain(args: argparse.Namespace) -> int:
     from engine import UNTRAINED_BANNER, Engine
     from engine.sinks import JSONLSink, console_sink
+    from engine.stages.fusion import ProfileMismatchError
+    from models.fusion_meta import CheckpointMetaError
 
-    cfg = build_config(args)
+    try:
+        cfg = build_config(args)
+    except (ValueError, FileNotFoundError) as e:
+        return _fail(f"bad configuration: {e}")
     sinks = []
     if not args.no_display:
         sinks.append(console_sink(force_plain=args.plain))
@@ -146,7 +155,11 @@ async def amain(args: argparse.Namespace) -> int:
     eng = Engine(cfg, build_sources(args), sinks, keep_events=False, announce_untrained=False)
     tty = sys.stdout.isatty() and not args.plain
     print("loading models...", file=sys.stderr, flush=True)
-    await eng.start()
+    try:
+        await eng.start()
+    except (FileNotFoundError, CheckpointMetaError, ProfileMismatchError) as e:
+        await eng.close()
+        return _fail(str(e).splitlines()[0] if isinstance(e, FileNotFoundError) else str(e))
     if not eng.fusion_model.trained:
         banner(UNTRAINED_BANNER, tty)
     try:
@@ -161,6 +174,11 @@ async def amain(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0 if n > 0 else 1
+
+
+def _fail(msg: str) -> int:
+    print(f"run_live.py: error: {msg}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

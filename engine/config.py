@@ -11,6 +11,9 @@ from models.config_io import load_config
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "engine" / "default.yaml"
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
+# The trained model that ships with the repository (models/assets/cmarr_offline_v2.md is its card).
+SHIPPED_CHECKPOINT = "models/assets/cmarr_offline_v2.safetensors"
+NO_CHECKPOINT = ("none", "untrained", "")
 
 
 def resolve_path(p: str | Path) -> Path:
@@ -144,7 +147,9 @@ class EngineConfig:
         "offline"  # extractor profile: a name in configs/extractors ("offline", "paper") or a YAML path
     )
     model_config: str = "configs/model/cmarr_offline.yaml"  # used for the untrained model only
-    checkpoint: str | None = None  # trained CM-ARR .safetensors; None -> untrained (random init)
+    # Trained CM-ARR .safetensors: the shipped model by default; "none" (or null) -> an untrained,
+    # randomly initialised CM-ARR whose readings mean nothing (the engine says so).
+    checkpoint: str | None = SHIPPED_CHECKPOINT
     seed: int = 0  # random init seed of the untrained model
     stream: str = "main"
     window: WindowConfig = field(default_factory=WindowConfig)
@@ -159,6 +164,8 @@ class EngineConfig:
     expert: bool = True  # add the face expression model's own reading to events
 
     def __post_init__(self) -> None:
+        if self.checkpoint is not None and str(self.checkpoint).strip().lower() in NO_CHECKPOINT:
+            self.checkpoint = None
         if not 0.0 <= self.ema_alpha < 1.0:
             raise ValueError(f"ema_alpha must be in [0, 1), got {self.ema_alpha}")
         if not self.stream:

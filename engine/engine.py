@@ -53,9 +53,9 @@ from engine.stages.window_processor import WindowInputs, WindowProcessor
 
 _STOP = object()
 UNTRAINED_BANNER = (
-    "UNTRAINED MODEL: no trained CM-ARR checkpoint is configured, so the fused emotion probabilities come "
-    "from a randomly initialised model and mean nothing. Modality health, transcripts, face tracking and "
-    "the face expert reading are real. Train one (python -m training.train) and pass --checkpoint."
+    "UNTRAINED MODEL: checkpoint none was asked for, so the fused emotion probabilities come from a "
+    "randomly initialised CM-ARR and mean nothing. Modality health, transcripts, face tracking and the "
+    "face expert reading are real. Drop --checkpoint none to use the shipped model."
 )
 
 
@@ -141,11 +141,17 @@ class Engine:
         if self.extractors is None:
             self.extractors = load_extractors(self.cfg)
             self._owns_extractors = True
-        if self.fusion_model is None:
-            self.fusion_model = load_fusion_model(self.cfg, self.extractors.describe(), self.extractors.dims)
-        if self.backend is None:
-            self.backend = build_backend(self.fusion_model, self.cfg)
-        self.vad = SileroVAD() if self.cfg.vad else None
+        try:
+            if self.fusion_model is None:
+                self.fusion_model = load_fusion_model(self.cfg, self.extractors.describe(), self.extractors.dims)
+            if self.backend is None:
+                self.backend = build_backend(self.fusion_model, self.cfg)
+            self.vad = SileroVAD() if self.cfg.vad else None
+        except BaseException:
+            if self._owns_extractors:  # a bad checkpoint must not leave native models for exit to trip on
+                self.extractors.close()
+                self.extractors, self._owns_extractors = None, False
+            raise
 
     def describe(self) -> dict[str, Any]:
         fm = self.fusion_model
@@ -174,6 +180,8 @@ class Engine:
         profile = getattr(self.extractors, "profile", None)
         self.face_fps = float(profile.face.fps) if profile is not None else 30.0
         self.asr = ASRStage(self.extractors.asr if self.cfg.asr.enabled else None, self.cfg.asr)
+        if self._providers["audio"] == 0:
+            self.asr.end()  # no source will ever send audio: recognition is finished before it starts
         self.windows = WindowProcessor(
             self.cfg,
             self.extractors,

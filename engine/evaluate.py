@@ -228,11 +228,16 @@ def _dedupe(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-async def replay_clip(clip: Clip, cfg: EngineConfig, models: SharedModels, fast: bool) -> ClipResult:
-    """Replay one file through a fresh engine on the shared models."""
+async def replay_clip(
+    clip: Clip, cfg: EngineConfig, models: SharedModels, fast: bool, tracks: str = "all"
+) -> ClipResult:
+    """Replay one file through a fresh engine on the shared models (``tracks``: "all", or only the
+    file's "audio" or "video" track, e.g. to score the face alone on audio-visual clips)."""
     t0 = time.perf_counter()
     names = models.fusion.class_names
-    src = TrackedReplay(clip.path, fast=fast, video=not clip.audio_only)
+    src = TrackedReplay(
+        clip.path, fast=fast, video=not clip.audio_only and tracks != "audio", audio=tracks != "video"
+    )
     events: list[EmotionEvent] = []
     error: str | None = None
     engine_errors: list[str] = []
@@ -271,11 +276,16 @@ async def replay_clip(clip: Clip, cfg: EngineConfig, models: SharedModels, fast:
 
 
 async def replay_all(
-    clips: Sequence[Clip], cfg: EngineConfig, models: SharedModels, fast: bool, log: Any = None
+    clips: Sequence[Clip],
+    cfg: EngineConfig,
+    models: SharedModels,
+    fast: bool,
+    log: Any = None,
+    tracks: str = "all",
 ) -> list[ClipResult]:
     out: list[ClipResult] = []
     for i, clip in enumerate(clips, 1):
-        r = await replay_clip(clip, cfg, models, fast)
+        r = await replay_clip(clip, cfg, models, fast, tracks)
         out.append(r)
         if log is not None:
             log(f"[{i}/{len(clips)}] {_clip_line(r)}")
@@ -425,6 +435,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (repeatable)"
     )
     ap.add_argument("--limit", type=int, metavar="N", help="evaluate the first N labelled clips only")
+    ap.add_argument(
+        "--tracks",
+        choices=("all", "audio", "video"),
+        default="all",
+        help="replay every track (default), or only the audio or only the video of each file "
+        "(files without that track are skipped)",
+    )
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be >= 1")
@@ -451,7 +468,10 @@ def _log(msg: str) -> None:
 def run(args: argparse.Namespace) -> int:
     listing = list_clips(Path(args.root))
     cfg, overrides = engine_config(args)
-    clips = listing.clips[: args.limit] if args.limit else listing.clips
+    clips = listing.clips
+    if args.tracks == "video":
+        clips = [c for c in clips if not c.audio_only]
+    clips = clips[: args.limit] if args.limit else clips
     if not clips:
         raise UsageError(f"no media file under {args.root} has a label in labels.csv")
     out = Path(args.json)
@@ -464,10 +484,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not models.fusion.trained:
             _log(UNTRAINED_BANNER)
-        results = asyncio.run(replay_all(clips, cfg, models, args.fast, _log))
+        results = asyncio.run(replay_all(clips, cfg, models, args.fast, _log, args.tracks))
     finally:
         models.close()
     report = build_report(results, listing, models, overrides, args.config)
+    report["tracks"] = args.tracks
     out.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
     _log(summary_text(report))
     _log(f"report written to {out}")

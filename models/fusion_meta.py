@@ -171,7 +171,9 @@ class FusionMeta:
                 "not written by this project's trainer (python -m training.train). Retrain, or use the "
                 "bundled model."
             )
-        missing = [k for k in ("model_id", "class_names", "extractor_profile", "normalization") if k not in extra]
+        missing = [
+            k for k in ("model_id", "class_names", "extractor_profile", "normalization") if k not in extra
+        ]
         if missing:
             raise CheckpointMetaError(f"{source} metadata lacks {missing}")
         return cls(

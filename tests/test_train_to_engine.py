@@ -1,4 +1,4 @@
-"""The real chain, with no hand-made checkpoint: extract real clips -> train -> the engine runs that checkpoint.
+"""The real chain, no hand-made checkpoint: extract real clips -> train -> the engine runs that checkpoint.
 
 Extraction uses the engine's own offline extractors on the bundled CREMA-D clips (``files`` corpus), the
 trainer writes the checkpoint (a tiny CM-ARR, a few steps), and both ``run_live.py`` and
@@ -36,8 +36,18 @@ def test_run_live_uses_the_trained_checkpoint(trained_checkpoint: Path, tmp_path
 
     out = tmp_path / "events.jsonl"
     rc = run_live.main(
-        ["--video", str(clip("ANG")), "--fast", "--no-display", "--jsonl", str(out),
-         "--checkpoint", str(trained_checkpoint), "--set", "backend.name=torch"]
+        [
+            "--video",
+            str(clip("ANG")),
+            "--fast",
+            "--no-display",
+            "--jsonl",
+            str(out),
+            "--checkpoint",
+            str(trained_checkpoint),
+            "--set",
+            "backend.name=torch",
+        ]
     )
     assert rc == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]
@@ -48,9 +58,7 @@ def test_run_live_uses_the_trained_checkpoint(trained_checkpoint: Path, tmp_path
     assert fused and all(abs(sum(e["probs"].values()) - 1.0) < 1e-4 for e in fused)
 
 
-def test_engine_evaluate_reports_the_trained_checkpoint(
-    trained_checkpoint: Path, tmp_path: Path
-) -> None:
+def test_engine_evaluate_reports_the_trained_checkpoint(trained_checkpoint: Path, tmp_path: Path) -> None:
     from engine.evaluate import main
 
     root = tmp_path / "clips"
@@ -59,8 +67,19 @@ def test_engine_evaluate_reports_the_trained_checkpoint(
         shutil.copy(clip(lab), root / clip(lab).name)
     (root / "labels.csv").write_text("name,label\n1001_DFA_ANG_XX,anger\n1001_DFA_SAD_XX,sadness\n")
     out = tmp_path / "eval.json"
-    rc = main(["--root", str(root), "--json", str(out), "--fast", "--checkpoint", str(trained_checkpoint),
-               "--set", "backend.name=torch"])
+    rc = main(
+        [
+            "--root",
+            str(root),
+            "--json",
+            str(out),
+            "--fast",
+            "--checkpoint",
+            str(trained_checkpoint),
+            "--set",
+            "backend.name=torch",
+        ]
+    )
     assert rc == 0
     rep = json.loads(out.read_text())
     assert rep["trained"] is True and rep["model"] == load_checkpoint(trained_checkpoint).identity

@@ -21,6 +21,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.0
     step_epochs: int = 30  # "step": multiply lr by gamma every step_epochs epochs
     gamma: float = 0.1
+    gate_lr_mult: float = 1.0  # learning-rate multiplier for gate parameters (names ending in "_gate")
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw"):
@@ -34,6 +35,8 @@ class OptimConfig:
                 f"optim needs lr > 0, batch_size >= 1, epochs >= 1; got lr={self.lr}, "
                 f"batch_size={self.batch_size}, epochs={self.epochs}"
             )
+        if self.gate_lr_mult <= 0:
+            raise ValueError(f"optim.gate_lr_mult must be > 0, got {self.gate_lr_mult}")
         if self.weight_decay < 0 or self.grad_clip < 0 or self.warmup_epochs < 0:
             raise ValueError("optim.weight_decay, grad_clip and warmup_epochs must be >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0 or not 0.0 < self.gamma <= 1.0 or self.step_epochs < 1:
@@ -114,7 +117,10 @@ class TrainConfig:
     log: str = "csv"  # "csv" | "tensorboard" | "both"
     progress: bool = True
     ddp_find_unused_parameters: bool = True
-    experts: bool = True  # multi-corpus data: also fit the speech and text expert heads (training.experts)  # some loss terms can be off (ablations), leaving params unused
+    experts: bool = True  # multi-corpus data: also fit the speech and text expert heads (training.experts)
+    # "experts": start CM-ARR's pooled_skip path as the fitted, calibrated experts (frozen) and its
+    # attention path at zero, so training starts from their product (training.experts). "none": random.
+    skip_init: str = "none"  # some loss terms can be off (ablations), leaving params unused
 
     def __post_init__(self) -> None:
         if self.select_on not in ("auto", "uar_full", "uar_mean_all", "uar_mean_missing", "war_full"):
@@ -126,6 +132,8 @@ class TrainConfig:
             raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
         if self.log not in ("csv", "tensorboard", "both"):
             raise ValueError(f"log must be 'csv', 'tensorboard' or 'both', got {self.log!r}")
+        if self.skip_init not in ("none", "experts"):
+            raise ValueError(f"skip_init must be 'none' or 'experts', got {self.skip_init!r}")
         if not self.model_id or ":" in self.model_id:
             raise ValueError(f"model_id must be a non-empty name without ':', got {self.model_id!r}")
         if self.early_stopping_patience < 0:

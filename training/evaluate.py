@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from models.metrics import Metrics, classification_metrics
 from models.modalities import CONDITIONS, MISSING_CONDITIONS
 
 from .adapters import ModelAdapter
 from .data.dataset import FeatureDataset, batch_to, collate
-from models.metrics import Metrics, classification_metrics
 
 SUMMARY_KEYS = ("war", "uar", "f1_macro", "f1_weighted")
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,9 @@ def fit_head(
     return FittedHead(head, float(c), score)
 
 
-def face_expert_probs(video: np.ndarray, valid: np.ndarray, class_names: tuple[str, ...]) -> np.ndarray | None:
+def face_expert_probs(
+    video: np.ndarray, valid: np.ndarray, class_names: tuple[str, ...]
+) -> np.ndarray | None:
     """The expression model's own reading from frames whose last 7 dims are its log-probabilities:
     mean of the per-frame probabilities over frames with a face, restricted to the classes that exist
     in both label sets and renormalised (the engine's ``expert_reading``). None when no face."""
@@ -92,5 +95,82 @@ def face_expert_probs(video: np.ndarray, valid: np.ndarray, class_names: tuple[s
     if len(x) == 0 or x.shape[1] < len(FER_NAMES):
         return None
     probs = np.exp(x[:, -len(FER_NAMES) :]).mean(0)
-    vals = np.array([probs[FER_NAMES.index(FER_TO_CLASS[c])] if c in FER_TO_CLASS else 0.0 for c in class_names])
+    vals = np.array(
+        [probs[FER_NAMES.index(FER_TO_CLASS[c])] if c in FER_TO_CLASS else 0.0 for c in class_names]
+    )
     return vals / vals.sum() if vals.sum() > 0 else None
+
+
+def face_head(dims: dict[str, int], class_names: tuple[str, ...]) -> ExpertHead | None:
+    """The face expert as a linear head on pooled video features: the mean over frames of the expression
+    model's log-probability of each class (the last 7 feature dims), i.e. a product of the frames'
+    readings. None when the profile appends no log-probabilities."""
+    d = dims["video"]
+    if d < len(FER_NAMES) or any(c not in FER_TO_CLASS for c in class_names):
+        return None
+    first = d - len(FER_NAMES)
+    w = np.zeros((len(class_names), 2 * d))
+    for i, c in enumerate(class_names):
+        w[i, first + FER_NAMES.index(FER_TO_CLASS[c])] = 1.0
+    return ExpertHead("video", "mean_std", np.zeros(2 * d), np.ones(2 * d), w, np.zeros(len(class_names)))
+
+
+def skip_weights(head: ExpertHead, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An expert head on pooled raw features, rewritten for the model's pooled_skip path, which reads
+    [mean, std] of features already standardised as (x - mean) / std. Calibrated: divided by the head's
+    temperature. Returns (weight [C, 2D], bias [C])."""
+    d = len(mean)
+    w_raw = head.weight / head.temperature  # [C, P] on z = (pool(x) - head.mean) / head.std
+    b = head.bias / head.temperature
+    w = np.zeros((w_raw.shape[0], 2 * d))
+    # mean(x) = mean(xn) * std + mean  ->  z_mean = (mean(xn) * std + mean - m) / s
+    m, s = head.mean[:d], head.std[:d]
+    w[:, :d] = w_raw[:, :d] * (std / s)
+    b = b + w_raw[:, :d] @ ((mean - m) / s)
+    if head.pool == "mean_std":  # std(x) = std(xn) * std  ->  z_std = (std(xn) * std - m') / s'
+        m2, s2 = head.mean[d:], head.std[d:]
+        w[:, d:] = w_raw[:, d:] * (std / s2)
+        b = b - w_raw[:, d:] @ (m2 / s2)
+    return w, b
+
+
+def fit_experts(
+    train: list[Sample], val: list[Sample], dims: dict[str, int], class_names: tuple[str, ...]
+) -> dict[str, FittedHead]:
+    """The speech and text heads (fitted on train, chosen and calibrated on validation) and the face head."""
+    out: dict[str, FittedHead] = {}
+    for name in ("speech", "text"):
+        fitted = fit_head(name, train, val, len(class_names))
+        if fitted is not None:
+            out[name] = fitted
+    fh = face_head(dims, class_names)
+    if fh is not None:
+        out["face"] = FittedHead(fh, float("nan"), float("nan"))
+    return out
+
+
+def init_skip_from_experts(model: Any, experts: dict[str, FittedHead], normalizer: Any) -> None:
+    """Load the experts into CM-ARR's pooled_skip path (frozen) and zero the attention path's last layer:
+    training starts from the product of the calibrated experts of the available modalities, and the
+    attention path learns what they miss (cross-modal cues, reconstruction of missing modalities)."""
+    import torch
+
+    if not getattr(model.config, "pooled_skip", False):
+        raise ValueError("skip_init=experts needs model.pooled_skip: true")
+    with torch.no_grad():
+        for lin in model.skip.values():
+            lin.weight.zero_()
+            lin.bias.zero_()
+        for fitted in experts.values():
+            h = fitted.head
+            mean = np.asarray(normalizer.mean[h.modality], np.float64)
+            std = np.asarray(normalizer.std[h.modality], np.float64)
+            w, b = skip_weights(h, mean, std)
+            lin = model.skip[h.modality]
+            lin.weight.copy_(torch.as_tensor(w, dtype=lin.weight.dtype))
+            lin.bias.copy_(torch.as_tensor(b, dtype=lin.bias.dtype))
+        for p in model.skip.parameters():
+            p.requires_grad_(False)
+        last = model.head[-1]
+        last.weight.zero_()
+        last.bias.zero_()

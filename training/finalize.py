@@ -24,24 +24,38 @@ from .adapters import get_adapter
 from .calibrate import ece_report, fit_temperature, softmax
 from .data.dataset import DataSplits, FeatureDataset, Normalizer
 from .evaluate import predict_conditions
-from .experts import face_expert_probs, fit_head
+from .experts import FittedHead, face_expert_probs
 from .natural_eval import NaturalReport, evaluate_natural
 
 
-def _natural(model: Any, adapter: Any, samples: list, splits: DataSplits, norm: Normalizer, device: Any,
-             max_len: dict[str, int]) -> NaturalReport:
+def _natural(
+    model: Any,
+    adapter: Any,
+    samples: list,
+    splits: DataSplits,
+    norm: Normalizer,
+    device: Any,
+    max_len: dict[str, int],
+) -> NaturalReport:
     return evaluate_natural(model, adapter, samples, splits.dims, norm, splits.class_names, device, max_len)
 
 
 def finalize_checkpoint(
-    path: str | Path, splits: DataSplits, normalizer: Normalizer, device: Any, max_len: dict[str, int],
-    experts: bool,
+    path: str | Path,
+    splits: DataSplits,
+    normalizer: Normalizer,
+    device: Any,
+    max_len: dict[str, int],
+    experts: dict[str, FittedHead] | None,
 ) -> dict[str, Any]:
     """Temperature (and experts) fitted on validation, written into the checkpoint at ``path``."""
     ck = load_checkpoint(path)
     model = ck.model.to(device)
     adapter = get_adapter(ck.model_type)
+    gates: dict[str, float] = {}
     if splits.description.get("source") == "multi":
+        if getattr(model, "deep_gate", None) is not None:
+            gates = fit_deep_gates(model, adapter, splits, normalizer, device, max_len)
         rep = _natural(model, adapter, splits.val, splits, normalizer, device, max_len)
         keys = rep.natural
         logits = [rep.scored[k].logits for k in keys]
@@ -51,8 +65,9 @@ def finalize_checkpoint(
 
         from .data.dataset import collate
 
-        loader = DataLoader(FeatureDataset(splits.val, splits.dims, normalizer, max_len), batch_size=64,
-                            collate_fn=collate)
+        loader = DataLoader(
+            FeatureDataset(splits.val, splits.dims, normalizer, max_len), batch_size=64, collate_fn=collate
+        )
         y, _, probs = predict_conditions(model, adapter, loader, list(CONDITIONS.values()), device)
         keep = y >= 0
         keys = list(CONDITIONS)
@@ -61,20 +76,73 @@ def finalize_checkpoint(
     temperature = fit_temperature(logits, labels)
     heads: dict[str, ExpertHead] = {}
     head_info: dict[str, Any] = {}
-    if experts:
-        for name in ("speech", "text"):
-            fitted = fit_head(name, splits.train, splits.val, len(splits.class_names))
-            if fitted is not None:
-                heads[name] = fitted.head
-                head_info[name] = {"C": fitted.c, "val_uar": fitted.val_uar,
-                                   "temperature": fitted.head.temperature}
+    for name, fitted in (experts or {}).items():
+        if name == "face":
+            continue  # the face expert is the expression model itself; the engine reads it from its output
+        heads[name] = fitted.head
+        head_info[name] = {"C": fitted.c, "val_uar": fitted.val_uar, "temperature": fitted.head.temperature}
     z, y = np.concatenate(logits), np.concatenate(labels)
-    calibration = {"temperature": temperature, "fitted_on": keys, "val": ece_report(z, y, temperature)}
+    calibration = {
+        "temperature": temperature,
+        "fitted_on": keys,
+        "val": ece_report(z, y, temperature),
+        "deep_gates": gates,
+    }
     meta = FusionMeta.from_extra(ck.extra)
     meta.temperature, meta.experts = temperature, heads
-    save_checkpoint(path, ck.model.cpu(), {**ck.extra, **meta.to_extra(), "calibration": calibration,
-                                           "expert_heads": head_info})
+    save_checkpoint(
+        path,
+        ck.model.cpu(),
+        {**ck.extra, **meta.to_extra(), "calibration": calibration, "expert_heads": head_info},
+    )
     return {"calibration": calibration, "experts": head_info}
+
+
+def fit_deep_gates(
+    model: Any, adapter: Any, splits: DataSplits, norm: Normalizer, device: Any, max_len: dict[str, int]
+) -> dict[str, float]:
+    """Per availability set, how much CM-ARR's attention path adds to its expert path, fitted on
+    validation: the weight g in [0, 1] of logits = g * attention + experts that minimises the mean (over
+    the corpora scored under that set) negative log-likelihood. Sets with no validation data keep 1.
+    Text-only scores of speech corpora are left out: the engine never meets them (it only has words
+    where it hears speech)."""
+    from scipy.optimize import minimize_scalar
+
+    from .calibrate import log_softmax
+
+    gate = model.deep_gate
+    saved = gate.detach().clone()
+    with torch.no_grad():
+        gate.fill_(1.0)
+    full = _natural(model, adapter, splits.val, splits, norm, device, max_len)
+    with torch.no_grad():
+        gate.zero_()
+    skip = _natural(model, adapter, splits.val, splits, norm, device, max_len)
+    with torch.no_grad():
+        gate.copy_(saved)
+    speech = {k.split(".")[0] for k in full.per_condition if k.endswith(".a")}
+    by_cond: dict[str, list[str]] = {}
+    for k in full.scored:
+        corpus, cond = k.rsplit(".", 1)
+        if cond == "t" and corpus in speech:
+            continue
+        by_cond.setdefault(cond, []).append(k)
+    fitted: dict[str, float] = {}
+    for cond, keys in by_cond.items():
+        sets = [
+            (full.scored[k].logits - skip.scored[k].logits, skip.scored[k].logits, full.scored[k].y)
+            for k in keys
+        ]
+
+        def nll(g: float, sets: list = sets) -> float:
+            return float(np.mean([-log_softmax(g * d + s)[np.arange(len(y)), y].mean() for d, s, y in sets]))
+
+        g = float(minimize_scalar(nll, bounds=(0.0, 1.0), method="bounded").x)
+        fitted[cond] = round(g, 4)
+        row = sum(w for m, w in zip("tav", (4, 2, 1), strict=True) if m in cond)
+        with torch.no_grad():
+            gate[row] = g
+    return fitted
 
 
 def _raw(ds: FeatureDataset, i: int) -> dict[str, np.ndarray | None]:

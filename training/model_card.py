@@ -1,4 +1,4 @@
-"""The model card of the shipped model, rendered from ``training.reproduce``'s report (no hand-typed figures)."""
+"""The shipped model's card, rendered from ``training.reproduce``'s report (no hand-typed figures)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ def _pct(x: float | None) -> str:
 
 
 def _entry_rows(entries: dict[str, Any]) -> list[str]:
-    rows = ["| corpus.condition | n | WAR | UAR | ECE before → after | best expert (UAR) | fused − best |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| corpus.condition | n | WAR | UAR | ECE before → after | best expert (UAR) | fused − best |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, e in entries.items():
         best = e.get("best_expert")
         exp = f"{best} ({_pct(e['experts'][best]['uar'])})" if best else "–"
@@ -41,6 +43,31 @@ def _confusion(names: list[str], cm: list[list[int]]) -> list[str]:
     for n, row in zip(names, cm, strict=False):
         rows.append(f"| {n} | " + " | ".join(str(v) for v in row) + " |")
     return rows
+
+
+def _engine_section(title: str, eng: dict[str, Any]) -> list[str]:
+    """One ``engine.evaluate`` run on the bundled CREMA-D clips: per clip, overall, and each expert."""
+    experts = sorted(eng.get("experts", {}))
+    lines = [
+        "",
+        f"### The live engine on the CREMA-D clips: {title}",
+        "",
+        "| clip | label | condition | fused | " + " | ".join(experts) + " |",
+        "|---|---|---|---|" + "---|" * len(experts),
+    ]
+    for c in eng["clips"]:
+        if c["counted"]:
+            ex = " | ".join(c["experts"].get(k, "–") for k in experts)
+            lines.append(f"| {c['name']} | {c['label']} | {c['condition']} | {c['pred']} | {ex} |")
+    o = eng["overall"]
+    lines += ["", f"Fused: WAR {_pct(o['war'])}, UAR {_pct(o['uar'])}, n = {o['n']}."]
+    for name in experts:
+        e = eng["experts"][name]
+        lines.append(
+            f"{name} expert on the clips it reads: WAR {_pct(e['war'])} (n = {e['n']}); fused on the same "
+            f"clips: WAR {_pct(e['fused_on_same_clips']['war'])}."
+        )
+    return lines
 
 
 def render_card(report: dict[str, Any], checkpoint: Path) -> str:
@@ -61,7 +88,8 @@ def render_card(report: dict[str, Any], checkpoint: Path) -> str:
         "",
         "## Licence",
         "",
-        f"**{meta.licence}**. The weights were trained on RAVDESS, whose CC BY-NC-SA 4.0 licence they inherit:",
+        f"**{meta.licence}**. The weights were trained on RAVDESS, whose CC BY-NC-SA 4.0 licence they "
+        "inherit:",
         "**non-commercial use only, share-alike.** A user who holds licensed data retrains with one command "
         "(see below) and ships under the terms of that data.",
         "",
@@ -79,7 +107,8 @@ def render_card(report: dict[str, Any], checkpoint: Path) -> str:
         "",
         "Each sample keeps the modalities it has: speech corpora have speech and their ASR transcript, MELD "
         "text only, FER2013 a face only (a still turned into short pseudo-videos through the engine's face "
-        "path). Face pairing (`data.pair_faces`) gives speech samples a random same-label FER2013 face during "
+        "path). Face pairing (`data.pair_faces`) gives speech samples a random same-label FER2013 face "
+        "during "
         "training. Validation: MELD dev, FER2013 PublicTest, held-out RAVDESS/EmoDB speakers.",
         "",
         "## Held-out speakers: leave-speakers-out cross-validation",
@@ -87,8 +116,10 @@ def render_card(report: dict[str, Any], checkpoint: Path) -> str:
     ]
     cv = report.get("cv")
     if cv:
-        lines += ["| corpus.condition | folds | UAR mean ± std | UAR pooled | WAR pooled | experts (mean UAR) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "| corpus.condition | folds | UAR mean ± std | UAR pooled | WAR pooled | experts (mean UAR) |",
+            "|---|---|---|---|---|---|",
+        ]
         for key, a in cv["aggregate"].items():
             if key.split(".")[0].split("+")[0] not in ("ravdess", "emodb"):
                 continue
@@ -99,32 +130,48 @@ def render_card(report: dict[str, Any], checkpoint: Path) -> str:
             )
         pooled = cv["aggregate"].get("ravdess.ta")
         if pooled:
-            lines += ["", "RAVDESS speech + ASR text, pooled over the folds (every actor tested once):", "",
-                      *_confusion(names, pooled["pooled"]["confusion"])]
+            lines += [
+                "",
+                "RAVDESS speech + ASR text, pooled over the folds (every actor tested once):",
+                "",
+                *_confusion(names, pooled["pooled"]["confusion"]),
+            ]
     else:
         lines.append("Not run (`--folds 0`).")
-    lines += ["", "## The shipped model on test splits", "",
-              "MELD official test, FER2013 PrivateTest (optimistic: the face expert was trained on FER2013), "
-              "and the CREMA-D clips (never seen in training). `x+face` pairs each speech sample with a "
-              "held-out face of the same label.", "", *_entry_rows(test["entries"])]
-    eng = report.get("engine_cremad")
-    if eng:
-        lines += ["", "## The live engine on the bundled CREMA-D clips (`engine.evaluate --fast`)", "",
-                  f"Clip rule: {eng['rule']}.", "",
-                  "| clip | label | condition | fused | " + " | ".join(sorted(eng.get("experts", {}))) + " |",
-                  "|---|---|---|---|" + "---|" * len(eng.get("experts", {}))]
-        for c in eng["clips"]:
-            if not c["counted"]:
-                continue
-            ex = " | ".join(c["experts"].get(k, "–") for k in sorted(eng.get("experts", {})))
-            lines.append(f"| {c['name']} | {c['label']} | {c['condition']} | {c['pred']} | {ex} |")
-        o = eng["overall"]
-        lines += ["", f"Overall: WAR {_pct(o['war'])}, UAR {_pct(o['uar'])}, n = {o['n']}. By condition: "
-                  + ", ".join(f"{k}: {_pct(v['war'])} (n={v['n']})" for k, v in eng["by_condition"].items())]
+    lines += [
+        "",
+        "## The shipped model on test splits",
+        "",
+        "MELD official test, FER2013 PrivateTest (optimistic: the face expert was trained on FER2013), "
+        "and the CREMA-D clips (never seen in training). `x+face` pairs each speech sample with a "
+        "held-out face of the same label.",
+        "",
+        *_entry_rows(test["entries"]),
+    ]
+    if report.get("engine_cremad"):
+        lines += [
+            "",
+            "## The live engine on the bundled CREMA-D clips (`python -m engine.evaluate --fast`)",
+            "",
+            "Actor 1001: video with its voice; actor 1002: voice only. Neither was seen in training. "
+            f"Clip rule: {report['engine_cremad']['rule']}.",
+        ]
+    for key, title in (
+        ("engine_cremad", "face and voice"),
+        ("engine_cremad_video", "face alone (video track only)"),
+        ("engine_cremad_audio", "voice alone (audio track only)"),
+    ):
+        if report.get(key):
+            lines += _engine_section(title, report[key])
     nop = report.get("no_pairing")
     if nop:
-        lines += ["", "## Face pairing: with and without (same split, same seed)", "",
-                  "| corpus.condition | UAR with pairing | UAR without |", "|---|---|---|"]
+        lines += [
+            "",
+            "## Face pairing: with and without (same split, same seed)",
+            "",
+            "| corpus.condition | UAR with pairing | UAR without |",
+            "|---|---|---|",
+        ]
         for key, e in test["entries"].items():
             other = nop["test_report"]["entries"].get(key)
             lines.append(f"| {key} | {_pct(e['uar'])} | {_pct(other['uar']) if other else '–'} |")
@@ -134,7 +181,8 @@ def render_card(report: dict[str, Any], checkpoint: Path) -> str:
         "## Calibration",
         "",
         f"Temperature {meta.temperature:.3f}, fitted on validation ({', '.join(cal.get('fitted_on', []))}). "
-        f"Validation ECE {val.get('ece_before', float('nan')):.3f} → {val.get('ece_after', float('nan')):.3f}; "
+        f"Validation ECE {val.get('ece_before', float('nan')):.3f} → "
+        f"{val.get('ece_after', float('nan')):.3f}; "
         f"test ECE (natural conditions) {test['ece_natural']['ece_before']:.3f} → "
         f"{test['ece_natural']['ece_after']:.3f}.",
         "",
@@ -145,7 +193,9 @@ def render_card(report: dict[str, Any], checkpoint: Path) -> str:
         "```",
         "",
         f"Seeded; on 2 CPU cores it took {t.get('total_s', 0) / 60:.0f} min "
-        f"(extraction {t.get('extract_s', 0) / 60:.0f}, final model {t.get('train_final_s', 0) / 60:.0f}, "
+        f"(extraction {t.get('extract_s', 0) / 60:.0f}"
+        + (" (an existing store, resumed)" if t.get("extracted_utterances") == 0 else "")
+        + f", final model {t.get('train_final_s', 0) / 60:.0f}, "
         f"no-pairing ablation {t.get('train_no_pairing_s', 0) / 60:.0f}, cross-validation "
         f"{t.get('cv_s', 0) / 60:.0f}, engine evaluation {t.get('engine_eval_s', 0) / 60:.0f} min).",
         "",

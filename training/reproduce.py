@@ -52,12 +52,19 @@ def extract_all(data: Path, store: Path, progress: bool) -> None:
     for kind, rel, flags in CORPORA:
         root = data / rel
         if not root.exists():
-            raise FileNotFoundError(f"{root} not found: --data must hold {', '.join(r for _, r, _ in CORPORA)}")
+            raise FileNotFoundError(
+                f"{root} not found: --data must hold {', '.join(r for _, r, _ in CORPORA)}"
+            )
         argv = ["--corpus", kind, "--root", str(root), "--out", str(store), *flags]
         if not progress:
             argv.append("--no-progress")
         if extract(argv) != 0:
             raise RuntimeError(f"extraction of {kind} into {store} failed")
+
+
+def _stored(store: Path) -> int:
+    index = store / "index.json"
+    return len(json.loads(index.read_text())) if index.is_file() else 0
 
 
 def speaker_folds(store: Path, k: int) -> list[list[str]]:
@@ -115,14 +122,15 @@ def aggregate_folds(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def evaluate_engine(checkpoint: Path, out: Path) -> dict[str, Any]:
+def evaluate_engine(checkpoint: Path, out: Path, tracks: str = "all") -> dict[str, Any]:
+    """``engine.evaluate`` on the bundled CREMA-D clips: every track, or only the video (the face alone)
+    or only the audio (the voice alone) of each file."""
     from engine.evaluate import main as evaluate
 
-    path = out / "engine_cremad.json"
-    rc = evaluate(["--root", str(REPO / "data" / "cremad"), "--json", str(path), "--fast",
-                   "--checkpoint", str(checkpoint)])
-    if rc != 0:
-        raise RuntimeError(f"engine.evaluate failed with exit code {rc}")
+    path = out / f"engine_cremad_{tracks}.json"
+    argv = ["--root", str(REPO / "data" / "cremad"), "--json", str(path), "--fast", "--tracks", tracks]
+    if evaluate([*argv, "--checkpoint", str(checkpoint)]) != 0:
+        raise RuntimeError("engine.evaluate failed")
     return json.loads(path.read_text())
 
 
@@ -143,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     store = args.store or out / "features"
     timings: dict[str, float] = {}
     t = time.perf_counter()
+    before = _stored(store)
     extract_all(args.data, store, not args.no_progress)
     timings["extract_s"] = round(time.perf_counter() - t, 1)
+    timings["extracted_utterances"] = _stored(store) - before  # 0: an existing store was resumed
     base = list(args.overrides) + (["progress=false"] if args.no_progress else [])
     report: dict[str, Any] = {"config": str(CONFIG.relative_to(REPO)), "overrides": base, "store": str(store)}
     t = time.perf_counter()
@@ -166,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         timings["cv_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     report["engine_cremad"] = evaluate_engine(ckpt, out)
+    report["engine_cremad_video"] = evaluate_engine(ckpt, out, "video")
+    report["engine_cremad_audio"] = evaluate_engine(ckpt, out, "audio")
     timings["engine_eval_s"] = round(time.perf_counter() - t, 1)
     timings["total_s"] = round(time.perf_counter() - t0, 1)
     report["timings"] = timings

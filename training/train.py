@@ -36,8 +36,9 @@ import yaml
 from torch.utils.data import DataLoader, Sampler
 
 from models.checkpoint import save_checkpoint
-from models.fusion_meta import FusionMeta
 from models.config_io import apply_overrides, from_dict, load_yaml, to_dict
+from models.fusion_meta import FusionMeta
+from models.modalities import MODALITIES
 
 from .adapters import ModelAdapter, apply_ablation, get_adapter
 from .conditions import ConditionSampler
@@ -219,9 +220,25 @@ class TrainResult:
     calibration: dict[str, Any] | None = None
 
 
+def logprob_tail(splits: DataSplits) -> tuple[int, int, int]:
+    """Trailing feature dims per modality that are log-probabilities: the face model's classes when the
+    extractor profile appends them (``face.logprobs``), else none."""
+    desc = (splits.description.get("store_manifest") or {}).get("extractors") or {}
+    face = (desc.get("config") or {}).get("face") or {}
+    if not face.get("logprobs"):
+        return (0, 0, 0)
+    if face.get("model") == "denseface":
+        from models.encoders.denseface import FERPLUS_CLASSES as names
+    else:
+        from models.encoders.mini_xception import CLASS_NAMES as names
+    return (0, 0, len(names))
+
+
 def build_model(cfg: TrainConfig, splits: DataSplits) -> tuple[ModelAdapter, torch.nn.Module, Any]:
     adapter = get_adapter(cfg.model_type)
     model_dict, _ = apply_ablation(cfg.model, cfg.ablation)
+    if cfg.model_type == "cmarr" and model_dict.get("pooled_skip") and "logprob_tail" not in model_dict:
+        model_dict = {**model_dict, "logprob_tail": list(logprob_tail(splits))}
     model_cfg = adapter.make_config(model_dict, splits.dims, splits.class_names)
     return adapter, adapter.build(model_cfg), model_cfg
 
@@ -293,7 +310,8 @@ def train(
     splits = splits if splits is not None else load_splits(cfg.data)
     if not splits.train or not splits.val:
         raise ValueError(f"need non-empty train and validation splits, got {splits.summary()}")
-    normalizer = Normalizer.fit(splits.train, splits.dims)
+    tail = logprob_tail(splits)
+    normalizer = Normalizer.fit(splits.train, splits.dims, raw_tail=dict(zip(MODALITIES, tail, strict=True)))
     max_len = dict(cfg.data.max_len)
     multi = cfg.data.source == "multi"
     transform = None
@@ -356,6 +374,13 @@ def train(
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     adapter, core, model_cfg = build_model(cfg, splits)
+    experts = None
+    if multi and (cfg.experts or cfg.skip_init == "experts"):
+        from .experts import fit_experts, init_skip_from_experts
+
+        experts = fit_experts(splits.train, splits.val, splits.dims, splits.class_names)
+        if cfg.skip_init == "experts":
+            init_skip_from_experts(core, experts, normalizer)
     core.to(device)
     # The loss runs inside the (DDP-wrapped) forward: CM-ARR's L_udcl uses parameters of its own, and DDP
     # only tracks parameter use within forward.
@@ -378,8 +403,14 @@ def train(
     cond_sampler = ConditionSampler(missing_cfg, seed=cfg.seed)
     opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
     # The fused kernel does one pass over all parameters: far less per-step overhead than foreach/loops.
+    # Gates (few scalars that weigh whole paths) learn at gate_lr_mult times the base rate, without decay.
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    gates = [p for n, p in named if n.endswith("_gate")]
+    groups: list[dict[str, Any]] = [{"params": [p for n, p in named if not n.endswith("_gate")]}]
+    if gates:
+        groups.append({"params": gates, "lr": cfg.optim.lr * cfg.optim.gate_lr_mult, "weight_decay": 0.0})
     optimizer = opt_cls(
-        model.parameters(),
+        groups,
         lr=cfg.optim.lr,
         weight_decay=cfg.optim.weight_decay,
         fused=device.type in ("cuda", "cpu"),
@@ -494,7 +525,7 @@ def train(
         from .finalize import finalize_checkpoint
 
         result.calibration = finalize_checkpoint(
-            out / BEST_FILE, splits, normalizer, device, max_len, experts=multi and cfg.experts
+            out / BEST_FILE, splits, normalizer, device, max_len, experts if cfg.experts else None
         )
     if dinfo.enabled:
         dist.barrier()
@@ -605,7 +636,8 @@ def extractor_profile_of(splits: DataSplits) -> dict[str, Any]:
     if "identity" in (manifest.get("extractors") or {}):
         return dict(manifest["extractors"])
     name = str((manifest.get("extractors") or {}).get("name") or splits.description.get("source", "unknown"))
-    return {"name": name, "identity": {"features": name, "dims": dict(splits.dims)}, "dims": dict(splits.dims)}
+    dims = dict(splits.dims)
+    return {"name": name, "identity": {"features": name, "dims": dims}, "dims": dims}
 
 
 def _checkpoint_extra(cfg: TrainConfig, splits: DataSplits, normalizer: Normalizer) -> dict[str, Any]:

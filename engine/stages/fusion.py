@@ -13,7 +13,7 @@ import torch
 
 from engine.backends import FusionBackend, FusionInputs, create_backend
 from engine.backends.base import softmax
-from engine.config import EngineConfig, resolve_path
+from engine.config import SHIPPED_CHECKPOINT, EngineConfig, resolve_path
 from models.fusion_meta import CheckpointMetaError, ExpertHead, FusionMeta
 from models.modalities import MODALITIES
 
@@ -59,6 +59,12 @@ def load_fusion_model(
         from models.encoders.profile import profile_mismatches
 
         path = resolve_path(cfg.checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"checkpoint not found: {cfg.checkpoint}. The shipped model is {SHIPPED_CHECKPOINT} (rebuild "
+                "it with `make train-offline`); pass --checkpoint PATH for another trained model, or "
+                "--checkpoint none for an untrained one."
+            )
         info = FusionMeta.from_extra(read_metadata(path)["extra"], source=f"checkpoint {path.name}")
         recorded = info.extractor_profile
         diffs = profile_mismatches(recorded, extractor_description)
@@ -75,7 +81,8 @@ def load_fusion_model(
         got = {"text": c.text_dim, "audio": c.audio_dim, "video": c.video_dim}
         if got != dims or info.dims != dims:
             raise ProfileMismatchError(
-                f"checkpoint feature sizes {got} (normalisation {info.dims}) differ from the extractors' {dims}"
+                f"checkpoint feature sizes {got} (normalisation {info.dims}) differ from the "
+                f"extractors' {dims}"
             )
         if tuple(c.class_names) != info.class_names:
             raise CheckpointMetaError(f"checkpoint class names {info.class_names} differ from its model's")

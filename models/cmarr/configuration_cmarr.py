@@ -67,8 +67,14 @@ class CMARRConfig:
     # Not in the paper: a linear path per modality from its pooled input statistics (mean and standard
     # deviation over valid frames) straight to the logits, added when the modality is available. It
     # gives fusion the strength of a per-modality linear expert on small corpora; the attention path
-    # adds what the modalities say together and what reconstruction recovers. Off by default.
+    # adds what the modalities say together and what reconstruction recovers. A learned gate per
+    # availability set and modality scales each linear reading (e.g. how far to trust words when a voice
+    # is heard too). Off by default.
     pooled_skip: bool = False
+    # Trailing input dims per modality (text, audio, video) that are an upstream classifier's
+    # log-probabilities (the offline profile appends the face model's 7). The linear path pools them as
+    # the log of the mean probability over frames (the face expert's own reading), not their mean.
+    logprob_tail: tuple[int, int, int] = (0, 0, 0)
     losses: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
@@ -99,6 +105,10 @@ class CMARRConfig:
             raise ValueError(f"rcab_reduction {self.rcab_reduction} too large for d_model {self.d_model}")
         if self.flow_scale_clamp <= 0:
             raise ValueError("flow_scale_clamp must be > 0")
+        dims = (self.text_dim, self.audio_dim, self.video_dim)
+        tails = self.logprob_tail
+        if len(tails) != 3 or any(not 0 <= k <= d for k, d in zip(tails, dims, strict=True)):
+            raise ValueError(f"logprob_tail must give 0..dim trailing dims per modality, got {tails}")
 
     @property
     def input_dims(self) -> dict[str, int]:

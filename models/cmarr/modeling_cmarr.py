@@ -57,13 +57,19 @@ def segment_pool_weights(mask: torch.Tensor, num_segments: int) -> torch.Tensor:
     return w / w.sum(dim=-1, keepdim=True).clamp(min=1.0)
 
 
-def masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean_std(x: torch.Tensor, mask: torch.Tensor, logprob_tail: int = 0) -> torch.Tensor:
     """[B, L, D] and [B, L] mask -> [B, 2D]: mean and standard deviation over the valid positions
-    (zeros for a row without any)."""
+    (zeros for a row without any). The last ``logprob_tail`` dims are log-probabilities: their "mean"
+    is the log of the mean probability, log(1/n * sum exp(x)) (a row without valid frames gets -1e4)."""
     w = mask.to(x.dtype).unsqueeze(-1)  # [B, L, 1]
     n = w.sum(dim=1).clamp(min=1.0)  # [B, 1]
     mean = (x * w).sum(dim=1) / n
     var = ((x - mean.unsqueeze(1)).pow(2) * w).sum(dim=1) / n
+    if logprob_tail:
+        d = x.shape[-1] - logprob_tail
+        tail = torch.where(w > 0.5, x[..., d:], torch.full_like(x[..., d:], -1e4))
+        lme = torch.logsumexp(tail, dim=1) - torch.log(n)  # [B, tail]
+        mean = torch.cat([mean[:, :d], lme], dim=-1)
     return torch.cat([mean, torch.sqrt(var + 1e-6)], dim=-1)
 
 
@@ -346,6 +352,12 @@ class CMARR(nn.Module):
                                   nn.Dropout(c.dropout), nn.Linear(c.d_model, c.num_classes))
         if c.pooled_skip:  # per-modality linear path from pooled input statistics (see the config)
             self.skip = nn.ModuleDict({m: nn.Linear(2 * dims[m], c.num_classes) for m in MODALITY_ORDER})
+            # How much each modality's linear reading counts under each availability set: row
+            # 4*t + 2*a + v, column = modality. Learned; 1 everywhere at the start.
+            self.skip_gate = nn.Parameter(torch.ones(8, 3))
+            # How much the attention path counts under each availability set (same rows). Not trained:
+            # fitted on validation after training (training.finalize), 1 until then.
+            self.register_buffer("deep_gate", torch.ones(8))
         # L_udcl similarity S = a*D + b (a < 0 via -softplus) over a learned temperature, one per pair.
         self.udcl_a = nn.Parameter(torch.zeros(3))
         self.udcl_b = nn.Parameter(torch.zeros(3))
@@ -374,7 +386,7 @@ class CMARR(nn.Module):
             x = torch.where(keep.view(-1, 1, 1), xs[i], torch.zeros_like(xs[i]))  # NaN-safe zeroing
             msk = masks[i].to(torch.bool) & keep.view(-1, 1)
             if self.config.pooled_skip:
-                pooled.append(self.skip[m](masked_mean_std(x, msk)))  # [B, C]
+                pooled.append(self.skip[m](masked_mean_std(x, msk, self.config.logprob_tail[i])))  # [B, C]
             p = self.proj[m](x, msk)  # [B, K, d]
             z, ld = self.flows[m](p)
             mu, var = self.umc[m](p)
@@ -397,7 +409,10 @@ class CMARR(nn.Module):
         rep = h.mean(dim=1)
         logits = self.head(rep)
         if self.config.pooled_skip:  # only modalities available to fusion speak through their linear path
-            logits = logits + (torch.stack(pooled, dim=1) * avail.unsqueeze(-1)).sum(dim=1)
+            row = (avail * avail.new_tensor([4.0, 2.0, 1.0])).sum(dim=1).round().long()  # [B] in 0..7
+            gate = self.skip_gate.index_select(0, row) * avail  # [B, 3]
+            logits = logits * self.deep_gate.index_select(0, row).unsqueeze(-1)
+            logits = logits + (torch.stack(pooled, dim=1) * gate.unsqueeze(-1)).sum(dim=1)
         return CMARROutput(
             logits=logits, features=feats, projected=X, reconstructed=recon,
             mu=torch.stack(mus, dim=1), var=torch.stack(vars_, dim=1), latents=Z,

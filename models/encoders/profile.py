@@ -27,8 +27,8 @@ from ..config_io import apply_overrides, from_dict, load_yaml, to_dict
 from .asr import ASRConfig, WhisperASR
 from .face import FaceDetector, FaceDetectorConfig, FaceFeatureExtractor
 from .speech import LogMelConfig, LogMelExtractor, Wav2Vec2Config, Wav2Vec2Extractor, wav2vec2_dim
-from .whisper_states import WhisperStatesConfig, WhisperStatesExtractor, weights_sha256, whisper_dim
 from .text import TextConfig, TextEncoder, text_dim
+from .whisper_states import WhisperStatesConfig, WhisperStatesExtractor, weights_sha256, whisper_dim
 
 SPEECH_KINDS = ("whisper", "logmel", "wav2vec2")
 FACE_MODELS = ("mini_xception", "denseface")
@@ -186,7 +186,9 @@ class Extractors:
     @cached_property
     def face(self) -> FaceFeatureExtractor:
         fc = self.profile.face
-        return FaceFeatureExtractor(FaceDetector(fc.detector), self.face_embedder, fc.margin, logprobs=fc.logprobs)
+        return FaceFeatureExtractor(
+            FaceDetector(fc.detector), self.face_embedder, fc.margin, logprobs=fc.logprobs
+        )
 
     @cached_property
     def dims(self) -> dict[str, int]:
@@ -204,7 +206,8 @@ class Extractors:
             from .denseface import DenseFaceConfig
 
             video, classes = DenseFaceConfig().feature_dim, DenseFaceConfig().num_classes
-        return {"text": text_dim(self.profile.text), "audio": audio, "video": video + (classes if fc.logprobs else 0)}
+        video += classes if fc.logprobs else 0
+        return {"text": text_dim(self.profile.text), "audio": audio, "video": video}
 
     @property
     def frame_rates(self) -> dict[str, float | None]:

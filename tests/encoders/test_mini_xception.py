@@ -85,7 +85,8 @@ def test_classifies_real_cremad_faces(extractors, hap_frames, ang_frames):
     assert mx.CLASS_NAMES[int(mean_ang.argmax())] == "angry"
     # The offline profile appends the model's own log-probabilities to the 128-d embedding.
     assert hap.features.shape[1] == 128 + 7
-    assert np.allclose(np.exp(hap.features[hap.present, 128:]), np.clip(hap.probs[hap.present], 1e-6, 1), atol=1e-5)
+    logp = hap.features[hap.present, 128:]
+    assert np.allclose(np.exp(logp), np.clip(hap.probs[hap.present], 1e-6, 1), atol=1e-5)
 
 
 def test_input_checks():

@@ -74,7 +74,8 @@ def test_trainer_written_checkpoint_loads_with_its_statistics_and_temperature(
     assert fm.temperature == meta.temperature != 1.0
     mean, std = (np.asarray(meta.normalization["audio"][k], np.float32) for k in ("mean", "std"))
     x = np.random.default_rng(0).normal(size=(5, extractors.dims["audio"])).astype(np.float32)
-    assert np.allclose(FusionStage(fm, None).normalise("audio", x), (x - mean) / np.maximum(std, 1e-6), atol=1e-5)
+    want = (x - mean) / np.maximum(std, 1e-6)
+    assert np.allclose(FusionStage(fm, None).normalise("audio", x), want, atol=1e-5)
 
     class Logits:  # the backend's contract: logits in, FusionStage applies the temperature
         def infer(self, inputs: Any) -> Any:
@@ -147,11 +148,22 @@ def test_run_live_cli(
     )
     assert rc == 0
     err = capsys.readouterr().err
-    assert "UNTRAINED MODEL" in err
+    assert "UNTRAINED MODEL" not in err  # the shipped model is the default
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [d["seq"] for d in lines] == list(range(len(lines))) and len(lines) == 3
-    assert lines[-1]["t_end"] == pytest.approx(1.5, abs=0.05) and lines[0]["model"] == "untrained"
+    assert lines[-1]["t_end"] == pytest.approx(1.5, abs=0.05)
+    assert lines[0]["trained"] is True and lines[0]["model"].startswith("cmarr-offline-v2:")
     assert lines[0]["modalities"]["video"]["state"] == "present"
+    # Only a user who asks for no checkpoint gets the untrained model, and the banner says so.
+    quick = ["--fast", "--no-display", "--jsonl", str(out), "--backend", "torch", "--max-seconds", "1.0"]
+    rc = run_live.main(["--video", str(ANG), *quick, "--set", "asr.enabled=false", "--checkpoint", "none"])
+    assert rc == 0 and "UNTRAINED MODEL" in capsys.readouterr().err
+    assert all(json.loads(x)["model"] == "untrained" for x in out.read_text().splitlines())
+    # A checkpoint that is not there stops the program at start with one line, exit 2.
+    rc = run_live.main(["--video", str(ANG), "--no-display", "--checkpoint", str(tmp_path / "no.pt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("run_live.py: error: checkpoint not found")
+    assert "make train-offline" in err[-1]
 
 
 def test_live_camera_and_microphone_through_mocks(extractors: Any, fusion: Any, backend: Any,

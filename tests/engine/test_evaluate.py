@@ -141,6 +141,31 @@ def test_evaluate_replays_every_clip_through_the_engine(
     assert ("UNTRAINED MODEL" in err) == (not fm.trained)
 
 
+@pytest.mark.parametrize("tracks", ["video", "audio"])
+def test_one_track_of_audio_visual_clips(tmp_path: Path, extractors: Any, monkeypatch: pytest.MonkeyPatch,
+                                         tracks: str) -> None:
+    """--tracks video scores the face alone through the engine (condition "v", only the face expert reads);
+    --tracks audio the voice alone; a file without the asked track is left out."""
+    root = tmp_path / "clips"
+    root.mkdir()
+    shutil.copy(ANG, root / ANG.name)
+    shutil.copy(HAP_WAV, root / HAP_WAV.name)
+    _labels(root, {"1001_DFA_ANG_XX": "ang", "1001_DFA_HAP_XX": "hap"})
+    monkeypatch.setattr(evaluate, "load_extractors", lambda cfg: Proxy(extractors))
+    out = tmp_path / "eval.json"
+    assert evaluate.main(["--root", str(root), "--json", str(out), "--tracks", tracks, *FAST_TORCH]) == 0
+    report = json.loads(out.read_text())
+    clips = {c["name"]: c for c in report["clips"]}
+    assert report["tracks"] == tracks
+    ang = clips["1001_DFA_ANG_XX"]
+    if tracks == "video":
+        assert set(clips) == {"1001_DFA_ANG_XX"}  # the audio-only wav has no video to replay
+        assert ang["condition"] == "v" and set(ang["experts"]) == {"face"} and ang["pred"]
+    else:
+        assert set(clips) == {"1001_DFA_ANG_XX", "1001_DFA_HAP_XX"}
+        assert "v" not in ang["condition"] and "face" not in ang["experts"] and "speech" in ang["experts"]
+
+
 def test_list_clips_matches_stems(tmp_path: Path) -> None:
     """A stem with a video and an audio file is the video with its own audio track; labels normalise."""
     shutil.copy(NEU, tmp_path / NEU.name)

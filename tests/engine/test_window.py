@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.channel import FrameChannel
-from engine.config import EngineConfig, WindowConfig, load_engine_config
+from engine.config import SHIPPED_CHECKPOINT, EngineConfig, WindowConfig, load_engine_config
 from engine.frames import (
     AudioFrame,
     EmotionEvent,
@@ -97,7 +97,9 @@ def test_event_json_roundtrip() -> None:
 
 def test_config_yaml_and_validation() -> None:
     cfg = load_engine_config("configs/engine/default.yaml", ["window.hop_s=0.5", "backend.name=torch"])
-    assert cfg.window.hop_s == 0.5 and cfg.backend.name == "torch" and cfg.checkpoint is None
+    assert cfg.window.hop_s == 0.5 and cfg.backend.name == "torch" and cfg.checkpoint == SHIPPED_CHECKPOINT
+    assert EngineConfig().checkpoint == SHIPPED_CHECKPOINT  # the shipped model unless asked otherwise
+    assert load_engine_config(None, ["checkpoint=none"]).checkpoint is None
     with pytest.raises(ValueError, match="hop_s"):
         WindowConfig(window_s=1.0, hop_s=2.0)
     with pytest.raises(ValueError, match="backend name"):

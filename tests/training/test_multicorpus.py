@@ -40,14 +40,20 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("multi") / "store"
     ex = offline_extractors()
-    ravdess = [u for u in list_corpus("ravdess", DATA / "ravdess-speech") if u.speaker in ("ravdess:01", "ravdess:02",
-                                                                                          "ravdess:03")]
+    ravdess = [
+        u
+        for u in list_corpus("ravdess", DATA / "ravdess-speech")
+        if u.speaker in ("ravdess:01", "ravdess:02", "ravdess:03")
+    ]
     picks = {
         "ravdess": _pick(ravdess, 1, lambda u: u.speaker),  # 3 actors x 4 classes
         "meld": _pick(list_corpus("meld", DATA / "meld-text"), 2, lambda u: u.split),
         "fer2013": _pick(list_corpus("fer2013", DATA / "fer2013-4class.npz"), 2, lambda u: u.split),
-        "cremad": [u for u in list_corpus("cremad", DATA / "cremad-clips") if u.id.endswith(("1001_DFA_ANG_XX",
-                                                                                           "1001_DFA_SAD_XX"))],
+        "cremad": [
+            u
+            for u in list_corpus("cremad", DATA / "cremad-clips")
+            if u.id.endswith(("1001_DFA_ANG_XX", "1001_DFA_SAD_XX"))
+        ],
     }
     for kind, utts in picks.items():
         s = extract_corpus(utts, ex, out, store_manifest(ex, kind, DATA, "auto"), progress=False, views=3)
@@ -68,8 +74,12 @@ def test_store_keeps_each_samples_own_modalities(store: Path) -> None:
     fs = FeatureStore(store)
     assert [c["kind"] for c in fs.manifest["corpora"]] == ["ravdess", "meld", "fer2013", "cremad"]
     have = {fs.meta(u)["corpus"]: {m for m, n in fs.lengths(u).items() if n} for u in fs.ids()}
-    assert have == {"ravdess": {"text", "audio"}, "meld": {"text"}, "fer2013": {"video"},
-                    "cremad": {"text", "audio", "video"}}
+    assert have == {
+        "ravdess": {"text", "audio"},
+        "meld": {"text"},
+        "fer2013": {"video"},
+        "cremad": {"text", "audio", "video"},
+    }
     rav = [u for u in fs.ids() if u.startswith("ravdess:")]
     assert all(fs.meta(u)["transcript_source"] == "asr" for u in rav)  # the engine's ASR, not corpus text
     fer = fs.get(next(u for u in fs.ids() if u.startswith("fer2013:")))
@@ -85,7 +95,9 @@ def test_splits_are_speaker_independent_and_keep_official_splits(store: Path) ->
             if s.corpus == "cremad":
                 assert name == "test"  # evaluation only
             if s.corpus == "meld":
-                assert name == {"train": "train", "val": "val", "test": "test"}[s.id.split(":")[1].split("_")[0]]
+                assert (
+                    name == {"train": "train", "val": "val", "test": "test"}[s.id.split(":")[1].split("_")[0]]
+                )
     rav = {k: v for k, v in side.items() if k.startswith("ravdess:")}
     assert all(len(v) == 1 for v in rav.values()) and {"train"} in rav.values() and {"val"} in rav.values()
     _, held = _splits(store, 'data.test_speakers=["ravdess:02"]')
@@ -117,11 +129,15 @@ def test_face_pairing_gives_speech_a_same_label_face(store: Path) -> None:
     assert off[0]["present"].tolist() == [1.0, 1.0, 0.0]
 
 
-def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(store: Path, tmp_path: Path) -> None:
+def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
+    store: Path, tmp_path: Path
+) -> None:
     from training.train import load_train_config, train
 
     over = [o for o in TINY if not o.startswith(("data.corpora", "data.eval_only", "data.val_fraction"))]
-    cfg = load_train_config(TRAIN_CONFIG, [*over, "data.val_fraction=0.34", "data.epoch_size=32"], root=str(store))
+    cfg = load_train_config(
+        TRAIN_CONFIG, [*over, "data.val_fraction=0.34", "data.epoch_size=32"], root=str(store)
+    )
     res = train(cfg, tmp_path / "run", device="cpu")
     meta = FusionMeta.from_extra(load_checkpoint(res.best_checkpoint).extra)
     assert meta.temperature > 0 and set(meta.experts) == {"speech", "text"}
@@ -131,6 +147,8 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(st
     entries = rep["entries"]
     # Each corpus under the conditions it can have; the CREMA-D clips under all seven.
     assert {"meld.t", "fer2013.v", "cremad.tav", "cremad.v", "cremad.ta"} <= set(entries)
+    gates = load_checkpoint(res.best_checkpoint).model.deep_gate
+    assert res.calibration["calibration"]["deep_gates"] and 0.0 <= float(gates.min()) <= float(gates.max()) <= 1.0
     assert "ravdess.ta" in entries or "ravdess.ta" in res.val_report["entries"]
     cr = entries["cremad.tav"]
     assert set(cr["experts"]) == {"speech", "text", "face"} and "fused_minus_best_expert_uar" in cr
@@ -139,3 +157,53 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(st
         assert 0.0 <= e["ece_before"] <= 1.0 and 0.0 <= e["ece_after"] <= 1.0
     paired = [k for k in res.val_report["entries"] if "+face" in k]
     assert paired, res.val_report["entries"].keys()  # speech paired with held-out faces is scored too
+
+
+def test_training_starts_from_the_product_of_the_calibrated_experts(store: Path) -> None:
+    """skip_init=experts: before any step, the fused logits under one modality are that modality's
+    calibrated expert's logits, and under several the sum of theirs."""
+    import torch
+
+    from training.data.dataset import FeatureDataset, Normalizer, collate
+    from training.experts import fit_experts, init_skip_from_experts
+    from training.train import build_model
+
+    from training.train import logprob_tail
+
+    cfg, sp = _splits(store)
+    assert logprob_tail(sp) == (0, 0, 7)  # the face model's 7 log-probabilities end every video frame
+    norm = Normalizer.fit(sp.train, sp.dims, raw_tail={"video": 7})
+    adapter, model, _ = build_model(cfg, sp)
+    assert model.config.logprob_tail == (0, 0, 7)
+    experts = fit_experts(sp.train + sp.val, sp.val + sp.train, sp.dims, sp.class_names)
+    assert {"speech", "text", "face"} <= set(experts)
+    init_skip_from_experts(model, experts, norm)
+    assert not any(p.requires_grad for p in model.skip.parameters())  # the experts stay as fitted
+    model.eval()
+    cremad = [s for s in sp.test if s.corpus == "cremad"]
+    batch = collate([FeatureDataset(cremad, sp.dims, norm)[i] for i in range(len(cremad))])
+    loaded = [s.load() for s in cremad]
+    raw = [{m: feats[m][valid[m]] for m in ("text", "audio", "video")} for feats, valid in loaded]
+
+    def expert(name: str, i: int) -> np.ndarray:
+        h = experts[name].head
+        x = raw[i][h.modality]
+        if name == "face":  # the face model's own reading: log of its mean probability over the frames
+            from training.experts import face_expert_probs
+
+            p = face_expert_probs(x, np.ones(len(x), bool), sp.class_names)
+            probs = np.exp(x[:, -7:]).mean(0)[[0, 3, 6, 4]]  # angry, happy, neutral, sad
+            assert np.allclose(p, probs / probs.sum(), atol=1e-5)
+            return np.log(probs)
+        return h.logits(h.pool_features(x, h.pool)[None])[0] / h.temperature
+
+    for avail, names in (
+        ((0.0, 1.0, 0.0), ["speech"]),
+        ((0.0, 0.0, 1.0), ["face"]),
+        ((1.0, 1.0, 1.0), ["text", "speech", "face"]),
+    ):
+        batch["avail"] = torch.tensor([avail] * len(cremad))
+        with torch.no_grad():
+            got = adapter.logits(adapter.forward(model, batch)).numpy()
+        want = np.stack([sum(expert(n, i) for n in names) for i in range(len(cremad))])
+        assert np.allclose(got, want, atol=2e-3), (avail, got, want)

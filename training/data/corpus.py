@@ -51,8 +51,8 @@ class Utterance:
 
     ``start``/``end`` are seconds within ``video_path`` when that file holds a whole dialogue (IEMOCAP's
     dialog/avi); None means the file is the utterance. Ids and speakers are unique across corpora when
-    several corpora share one feature store (the newer loaders prefix them with the corpus name). ``extra`` carries corpus-specific fields
-    (e.g. MSP-IMPROV's recording scenario) as strings.
+    several corpora share one feature store (the newer loaders prefix them with the corpus name).
+    ``extra`` carries corpus-specific fields (e.g. MSP-IMPROV's recording scenario) as strings.
     """
 
     id: str

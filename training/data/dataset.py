@@ -62,8 +62,15 @@ class Normalizer:
     std: dict[str, list[float]]
 
     @classmethod
-    def fit(cls, samples: Sequence[Sample], dims: dict[str, int], eps: float = 1e-6) -> Normalizer:
-        """Streaming float64 sums over every valid position of ``samples`` (memory O(D))."""
+    def fit(
+        cls,
+        samples: Sequence[Sample],
+        dims: dict[str, int],
+        eps: float = 1e-6,
+        raw_tail: dict[str, int] | None = None,
+    ) -> Normalizer:
+        """Streaming float64 sums over every valid position of ``samples`` (memory O(D)). The last
+        ``raw_tail[m]`` dims of modality m (log-probabilities) are left as they are (mean 0, std 1)."""
         total = {m: np.zeros(dims[m]) for m in MODALITIES}
         total_sq = {m: np.zeros(dims[m]) for m in MODALITIES}
         count = dict.fromkeys(MODALITIES, 0)
@@ -81,6 +88,9 @@ class Normalizer:
             mu = total[m] / n
             sd = np.sqrt(np.maximum(total_sq[m] / n - mu * mu, 0.0))
             sd = np.where(sd < eps, 1.0, sd)  # constant dimensions are left centred, not blown up
+            k = (raw_tail or {}).get(m, 0)
+            if k:
+                mu[-k:], sd[-k:] = 0.0, 1.0
             mean[m], std[m] = mu.tolist(), sd.tolist()
         return cls(mean, std)
 
@@ -101,7 +111,9 @@ class Normalizer:
     def from_dict(cls, d: dict[str, Any]) -> Normalizer:
         missing = [m for m in MODALITIES if not isinstance(d.get(m), dict) or {"mean", "std"} - set(d[m])]
         if missing:
-            raise ValueError(f"normalisation statistics lack modalities {missing} (layout: {{m: {{mean, std}}}})")
+            raise ValueError(
+                f"normalisation statistics lack modalities {missing} (layout: {{m: {{mean, std}}}})"
+            )
         return cls({m: list(d[m]["mean"]) for m in MODALITIES}, {m: list(d[m]["std"]) for m in MODALITIES})
 
 

@@ -37,9 +37,7 @@ from .store_dataset import _load_from_store
 OFFICIAL_SPLITS = {"train": "train", "val": "val", "dev": "val", "test": "test"}
 
 
-def _speaker_split(
-    speakers: list[str], val_fraction: float, seed: int, corpus: str
-) -> set[str]:
+def _speaker_split(speakers: list[str], val_fraction: float, seed: int, corpus: str) -> set[str]:
     """Validation speakers of one corpus: a seeded ~val_fraction of them (at least one, never all)."""
     if len(speakers) < 2:
         return set()
