@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.metrics import classification_metrics
 from models.modalities import CONDITIONS, MISSING_CONDITIONS, MODALITIES
 from training.data.dataset import DataSplits, Normalizer
 from training.data.mosi import load_mosi
-from models.metrics import classification_metrics
 from training.train import load_train_config, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -143,7 +143,8 @@ class Engine:
             self._owns_extractors = True
         try:
             if self.fusion_model is None:
-                self.fusion_model = load_fusion_model(self.cfg, self.extractors.describe(), self.extractors.dims)
+                ex = self.extractors
+                self.fusion_model = load_fusion_model(self.cfg, ex.describe(), ex.dims)
             if self.backend is None:
                 self.backend = build_backend(self.fusion_model, self.cfg)
             self.vad = SileroVAD() if self.cfg.vad else None

@@ -34,100 +34,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import math
 import os
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from engine.backends import FusionBackend
+from engine.clip_scores import ClipResult, clip_condition, clip_experts, clip_prediction, summarise
 from engine.config import DEFAULT_CONFIG, EngineConfig, build_engine_config, engine_shortcuts, resolve_path
 from engine.engine import UNTRAINED_BANNER, Engine, load_extractors
 from engine.frames import AudioFrame, EmotionEvent, Frame, SourceStatusFrame, VideoFrame
+from engine.labelled_clips import Clip, Listing, UsageError, list_clips
 from engine.sources.base import Emit, MediaClock
 from engine.sources.file_replay import FileReplaySource
 from engine.stages.fusion import FusionModel, build_backend, load_fusion_model
-from models.labels import normalise_label
-from models.metrics import classification_metrics
-from models.modalities import CONDITIONS
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".flv", ".mp4", ".avi", ".mkv", ".mov", ".webm")
-AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+__all__ = ["CLIP_RULE", "UsageError", "list_clips", "main", "replay_clip"]
+
 CLIP_RULE = (
     "pred = argmax of the mean of the clip's event probs over the events that have probs; "
     "no such event -> pred null, counted as wrong"
 )
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported in one line, exit status 2."""
-
-
-# --------------------------------------------------------------------------------------------------
-# the folder
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class Clip:
-    name: str  # file stem
-    label: str  # normalised
-    path: Path
-    audio_only: bool
-
-
-@dataclass
-class Listing:
-    clips: list[Clip]
-    skipped: list[str]  # media stems without a label
-    unmatched_labels: int  # labels.csv names with no media file
-
-
-def index_media(root: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
-    """stem -> path of every media file under ``root`` with one of ``extensions`` (first in sorted order)."""
-    found: dict[str, Path] = {}
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in extensions and not p.name.startswith(".") and p.is_file():
-            found.setdefault(p.stem, p)
-    return found
-
-
-def read_labels(path: Path) -> dict[str, str]:
-    """name -> normalised label from a ``name,label`` CSV; rows with an empty label are left out."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if "name" not in columns or "label" not in columns:
-            raise UsageError(f"{path} must have a header with the columns name,label (got {columns})")
-        reader.fieldnames = columns
-        out: dict[str, str] = {}
-        for row in reader:
-            name, label = (row.get("name") or "").strip(), normalise_label(row.get("label"))
-            if name and label:
-                out[name] = label
-    return out
-
-
-def list_clips(root: Path) -> Listing:
-    if not root.is_dir():
-        raise UsageError(f"--root {root} is not a folder")
-    labels_csv = root / "labels.csv"
-    if not labels_csv.is_file():
-        raise UsageError(f"{root} has no labels.csv (columns name,label)")
-    labels = read_labels(labels_csv)
-    videos, audios = index_media(root, VIDEO_EXTENSIONS), index_media(root, AUDIO_EXTENSIONS)
-    stems = sorted(set(videos) | set(audios))
-    if not stems:
-        raise UsageError(f"no media files under {root} ({' '.join(VIDEO_EXTENSIONS + AUDIO_EXTENSIONS)})")
-    clips = [Clip(s, labels[s], videos.get(s) or audios[s], s not in videos) for s in stems if s in labels]
-    skipped = [s for s in stems if s not in labels]
-    return Listing(clips, skipped, len(set(labels) - set(stems)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,49 +113,6 @@ class SharedModels:
         self.extractors.close()
 
 
-@dataclass
-class ClipResult:
-    name: str
-    label: str
-    counted: bool
-    pred: str | None
-    probs: dict[str, float] | None
-    events: int
-    condition: str
-    error: str | None
-    seconds: float
-    warnings: list[str] = field(default_factory=list)  # failures after media was decoded, engine errors
-    # Single-modality experts (face model, speech and text heads): the same clip rule over the events
-    # that carry that expert's reading; absent when no event had one.
-    experts: dict[str, str] = field(default_factory=dict)
-
-
-def clip_prediction(
-    events: Sequence[EmotionEvent], class_names: Sequence[str]
-) -> tuple[str | None, dict[str, float] | None]:
-    """The clip rule: argmax of the mean of ``probs`` over the events that have them."""
-    rows = [[float(e.probs.get(c, 0.0)) for c in class_names] for e in events if e.probs]
-    if not rows:
-        return None, None
-    mean = np.mean(np.asarray(rows, np.float64), axis=0)
-    return class_names[int(np.argmax(mean))], {c: float(p) for c, p in zip(class_names, mean, strict=True)}
-
-
-def clip_experts(events: Sequence[EmotionEvent], class_names: Sequence[str]) -> dict[str, str]:
-    """Each expert's clip prediction: argmax of the mean of its readings over the events that have one."""
-    rows: dict[str, list[list[float]]] = {}
-    for e in events:
-        for name, r in e.experts.items():
-            rows.setdefault(name, []).append([float(r.probs.get(c, 0.0)) for c in class_names])
-    return {k: class_names[int(np.argmax(np.mean(np.asarray(v), axis=0)))] for k, v in sorted(rows.items())}
-
-
-def clip_condition(events: Sequence[EmotionEvent]) -> str:
-    """The availability set most frequent among the events with probabilities (ties: the larger set)."""
-    counts = Counter(e.condition for e in events if e.probs and e.condition)
-    if not counts:
-        return ""
-    return max(counts, key=lambda c: (counts[c], len(c)))
 
 
 def _dedupe(items: Sequence[str]) -> list[str]:
@@ -295,66 +186,6 @@ async def replay_all(
 # --------------------------------------------------------------------------------------------------
 # scores and report
 # --------------------------------------------------------------------------------------------------
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def _metrics(rows: Sequence[ClipResult], class_names: Sequence[str]) -> Any:
-    """Metrics over counted clips; a missing prediction is an extra, never-true class (always wrong)."""
-    c = len(class_names)
-    y = np.asarray([class_names.index(r.label) for r in rows], np.int64)
-    p = np.asarray([c if r.pred is None else class_names.index(r.pred) for r in rows], np.int64)
-    return classification_metrics(y, p, c + 1)
-
-
-def scores(rows: Sequence[ClipResult], class_names: Sequence[str]) -> dict[str, Any]:
-    if not rows:
-        return {"war": None, "uar": None, "n": 0}
-    m = _metrics(rows, class_names)
-    return {"war": _finite(m.war), "uar": _finite(m.uar), "n": m.n}
-
-
-def summarise(results: Sequence[ClipResult], class_names: Sequence[str]) -> dict[str, Any]:
-    """overall, by_condition and confusion over the counted clips."""
-    counted = [r for r in results if r.counted]
-    c = len(class_names)
-    overall = scores(counted, class_names)
-    cm = np.zeros((c, c + 1), np.int64)
-    if counted:
-        m = _metrics(counted, class_names)
-        overall["per_class_recall"] = {
-            n: _finite(r) for n, r in zip(class_names, m.per_class_recall[:c], strict=True)
-        }
-        cm = np.asarray(m.confusion, np.int64)[:c]
-    order = [*CONDITIONS, ""]
-    conditions = sorted({r.condition for r in counted}, key=lambda k: order.index(k) if k in order else 99)
-    by_condition = {k: scores([r for r in counted if r.condition == k], class_names) for k in conditions}
-    experts = {}
-    for name in sorted({k for r in counted for k in r.experts}):
-        have = [r for r in counted if name in r.experts]
-        as_pred = [replace(r, pred=r.experts[name]) for r in have]
-        experts[name] = {
-            **scores(as_pred, class_names),
-            "fused_on_same_clips": scores(have, class_names),
-            "by_condition": {
-                k: {
-                    "expert": scores([r for r in as_pred if r.condition == k], class_names),
-                    "fused": scores([r for r in have if r.condition == k], class_names),
-                }
-                for k in conditions
-                if any(r.condition == k for r in have)
-            },
-        }
-    return {
-        "overall": overall,
-        "by_condition": by_condition,
-        "experts": experts,
-        "confusion": {
-            "labels": list(class_names),
-            "matrix": cm[:, :c].tolist(),  # rows: true class, columns: predicted class
-            "no_prediction": cm[:, c].tolist(),  # per true class: clips without any event probabilities
-        },
-    }
 
 
 def build_report(

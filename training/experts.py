@@ -69,7 +69,11 @@ def fit_head(
     xva, yva, _ = pooled(val, modality, pool)
     if len(ytr) == 0 or len(yva) == 0 or len(np.unique(ytr)) < num_classes:
         return None
-    mean, std = xtr.mean(0), np.maximum(xtr.std(0), 1e-8)
+    # A dimension that is constant over the training set (MiniLM has a few) is left centred, not scaled:
+    # dividing float noise by a near-zero deviation would let the regression fit it, and the engine's
+    # linear path would multiply any later deviation by millions.
+    mean, std = xtr.mean(0), xtr.std(0)
+    std = np.where(std < 1e-4 * max(float(np.median(std)), 1e-12), 1.0, std)
     ztr, zva = (xtr - mean) / std, (xva - mean) / std
     best: tuple[float, float, object] | None = None
     for c in C_GRID:

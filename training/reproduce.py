@@ -182,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     timings["total_s"] = round(time.perf_counter() - t0, 1)
     report["timings"] = timings
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    card = render_card(report, ckpt)
+    card = render_card(report, ckpt, ASSET.name)
     (out / "model_card.md").write_text(card)
     if args.ship:
         ASSET.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ckpt, ASSET)
+        ASSET.chmod(0o644)
         CARD.write_text(card)
         print(f"shipped {ASSET.relative_to(REPO)} and {CARD.relative_to(REPO)}")
     print(f"report: {out / 'report.json'}; model card: {out / 'model_card.md'}; {timings}")

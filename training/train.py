@@ -24,7 +24,6 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,18 +32,22 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from models.checkpoint import save_checkpoint
 from models.config_io import apply_overrides, from_dict, load_yaml, to_dict
-from models.fusion_meta import FusionMeta
 from models.modalities import MODALITIES
 
-from .adapters import ModelAdapter, apply_ablation, get_adapter
+from .adapters import ModelAdapter
 from .conditions import ConditionSampler
 from .config import DataConfig, TrainConfig
 from .data.dataset import DataSplits, FeatureDataset, Normalizer, batch_to, collate
+from .distributed import DistInfo, init_distributed
 from .evaluate import ConditionReport, evaluate_conditions
+from .model_setup import build_model, checkpoint_extra, extractor_profile_of, logprob_tail, validate
+from .samplers import CorpusBatchDraw, EpochShuffle, WeightedEpochDraw
+
+__all__ = ["DistInfo", "build_model", "extractor_profile_of", "load_splits", "load_train_config", "train"]
 
 STATE_FILE = "last_state.pt"
 BEST_FILE = "best.safetensors"
@@ -76,102 +79,6 @@ def load_splits(data: DataConfig) -> DataSplits:
         seed=data.split_seed,
         mask_invalid=data.mask_invalid_frames,
     )
-
-
-class EpochShuffle(Sampler[int]):
-    """A permutation per epoch drawn from (seed, epoch): resumable without saving generator state."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-class CorpusBatchDraw(Sampler[list[int]]):
-    """Batches drawn one corpus at a time: a corpus by its total weight, then ``batch`` samples of it by
-    their weights (with replacement), ``size // batch`` batches per epoch, from (seed, epoch).
-
-    Samples of one corpus have the same modalities and similar lengths, so a batch is not padded to the
-    longest utterance of another corpus (a text-only MELD sample would otherwise carry 4 s of empty
-    speech frames through every layer): on 2 CPU cores this makes an epoch several times cheaper."""
-
-    def __init__(self, weights: list[float], groups: list[str], batch: int, size: int, seed: int) -> None:
-        self.batch, self.size, self.seed, self.epoch = batch, size, seed, 0
-        names = sorted(set(groups))
-        w = torch.tensor(weights, dtype=torch.float64)
-        self.members = [torch.tensor([i for i, g in enumerate(groups) if g == n]) for n in names]
-        self.within = [w[m] / w[m].sum() for m in self.members]
-        self.corpus_p = torch.stack([w[m].sum() for m in self.members])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        picks = torch.multinomial(self.corpus_p, len(self), replacement=True, generator=g).tolist()
-        for c in picks:
-            idx = torch.multinomial(self.within[c], self.batch, replacement=True, generator=g)
-            yield self.members[c][idx].tolist()
-
-    def __len__(self) -> int:
-        return max(1, self.size // self.batch)
-
-
-class WeightedEpochDraw(Sampler[int]):
-    """``size`` indices drawn with replacement by per-sample weights, from (seed, epoch): resumable."""
-
-    def __init__(self, weights: list[float], size: int, seed: int) -> None:
-        self.weights = torch.tensor(weights, dtype=torch.float64)
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.multinomial(self.weights, self.size, replacement=True, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
-# --------------------------------------------------------------------------------------------------
-# Distributed helpers (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend=backend)
-    return info
 
 
 # --------------------------------------------------------------------------------------------------
@@ -218,29 +125,6 @@ class TrainResult:
     test_report: dict[str, Any] | None = None
     val_report: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
-
-
-def logprob_tail(splits: DataSplits) -> tuple[int, int, int]:
-    """Trailing feature dims per modality that are log-probabilities: the face model's classes when the
-    extractor profile appends them (``face.logprobs``), else none."""
-    desc = (splits.description.get("store_manifest") or {}).get("extractors") or {}
-    face = (desc.get("config") or {}).get("face") or {}
-    if not face.get("logprobs"):
-        return (0, 0, 0)
-    if face.get("model") == "denseface":
-        from models.encoders.denseface import FERPLUS_CLASSES as names
-    else:
-        from models.encoders.mini_xception import CLASS_NAMES as names
-    return (0, 0, len(names))
-
-
-def build_model(cfg: TrainConfig, splits: DataSplits) -> tuple[ModelAdapter, torch.nn.Module, Any]:
-    adapter = get_adapter(cfg.model_type)
-    model_dict, _ = apply_ablation(cfg.model, cfg.ablation)
-    if cfg.model_type == "cmarr" and model_dict.get("pooled_skip") and "logprob_tail" not in model_dict:
-        model_dict = {**model_dict, "logprob_tail": list(logprob_tail(splits))}
-    model_cfg = adapter.make_config(model_dict, splits.dims, splits.class_names)
-    return adapter, adapter.build(model_cfg), model_cfg
 
 
 class LossModule(torch.nn.Module):
@@ -436,7 +320,7 @@ def train(
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
     log = _CsvLog(out / "metrics.csv", resume=resume and start_epoch > 0) if dinfo.is_main else None
     tb = _tensorboard(out, cfg.log) if dinfo.is_main else None
-    extra_base = _checkpoint_extra(cfg, splits, normalizer)
+    extra_base = checkpoint_extra(cfg, splits, normalizer)
     if dinfo.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
@@ -474,7 +358,7 @@ def train(
             n_batches += 1
         mean_losses = {k: v / max(1, n_batches) for k, v in sums.items()}
         # Every rank evaluates the same validation set, so all take the same early-stopping decision.
-        report = _validate(core, adapter, val_loader, splits, normalizer, device, max_len)
+        report = validate(core, adapter, val_loader, splits, normalizer, device, max_len)
         value = report.selection_value(metric)
         improved = value > best_value
         if improved:
@@ -606,57 +490,6 @@ def _save_state(
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
-
-
-def _validate(
-    model: torch.nn.Module,
-    adapter: ModelAdapter,
-    loader: DataLoader,
-    splits: DataSplits,
-    normalizer: Normalizer,
-    device: torch.device,
-    max_len: dict[str, int],
-) -> Any:
-    """The validation report that selects the epoch: natural conditions per corpus for multi-corpus data,
-    every availability condition otherwise."""
-    if splits.description.get("source") == "multi":
-        from .natural_eval import evaluate_natural
-
-        return evaluate_natural(
-            model, adapter, splits.val, splits.dims, normalizer, splits.class_names, device, max_len
-        )
-    return evaluate_conditions(model, adapter, loader, splits.class_names, device)
-
-
-def extractor_profile_of(splits: DataSplits) -> dict[str, Any]:
-    """``Extractors.describe()`` of the features trained on (the engine compares its ``identity``). Data
-    not made by the project's extractors (the bundled MOSI features) gets an identity that names it, which
-    no engine profile matches."""
-    manifest = splits.description.get("store_manifest") or {}
-    if "identity" in (manifest.get("extractors") or {}):
-        return dict(manifest["extractors"])
-    name = str((manifest.get("extractors") or {}).get("name") or splits.description.get("source", "unknown"))
-    dims = dict(splits.dims)
-    return {"name": name, "identity": {"features": name, "dims": dims}, "dims": dims}
-
-
-def _checkpoint_extra(cfg: TrainConfig, splits: DataSplits, normalizer: Normalizer) -> dict[str, Any]:
-    desc = dict(splits.description)
-    desc.pop("store_manifest", None)
-    meta = FusionMeta(
-        model_id=cfg.model_id,
-        class_names=tuple(splits.class_names),
-        extractor_profile=extractor_profile_of(splits),
-        normalization=normalizer.to_dict(),
-        licence=cfg.licence,
-    )
-    return {
-        **meta.to_extra(),
-        "data_config": to_dict(cfg.data),
-        "split": desc,
-        "train_config": to_dict(cfg),
-        "data_summary": splits.summary(),
-    }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from typing import Any
 
 from engine.profile import summarise_events
 from engine.sources import FileReplaySource
-
 from tests.engine.conftest import config, run_engine
 from tests.engine.media import ANG
 

@@ -148,7 +148,8 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
     # Each corpus under the conditions it can have; the CREMA-D clips under all seven.
     assert {"meld.t", "fer2013.v", "cremad.tav", "cremad.v", "cremad.ta"} <= set(entries)
     gates = load_checkpoint(res.best_checkpoint).model.deep_gate
-    assert res.calibration["calibration"]["deep_gates"] and 0.0 <= float(gates.min()) <= float(gates.max()) <= 1.0
+    assert res.calibration["calibration"]["deep_gates"]
+    assert 0.0 <= float(gates.min()) <= float(gates.max()) <= 1.0
     assert "ravdess.ta" in entries or "ravdess.ta" in res.val_report["entries"]
     cr = entries["cremad.tav"]
     assert set(cr["experts"]) == {"speech", "text", "face"} and "fused_minus_best_expert_uar" in cr
@@ -157,6 +158,13 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
         assert 0.0 <= e["ece_before"] <= 1.0 and 0.0 <= e["ece_after"] <= 1.0
     paired = [k for k in res.val_report["entries"] if "+face" in k]
     assert paired, res.val_report["entries"].keys()  # speech paired with held-out faces is scored too
+    # The trained graph, experts and gates included, exports to one ONNX graph that matches torch for
+    # every availability set, also on inputs far from the training data (no blown-up expert weights).
+    from models.export import export_onnx, verify_onnx
+
+    model = load_checkpoint(res.best_checkpoint).model.eval()
+    report = verify_onnx(model, export_onnx(model, tmp_path / "m.onnx"), lengths=(1, 9), batches=(2,))
+    assert report["passed"], report["max_abs_diff"]
 
 
 def test_training_starts_from_the_product_of_the_calibrated_experts(store: Path) -> None:
@@ -166,9 +174,7 @@ def test_training_starts_from_the_product_of_the_calibrated_experts(store: Path)
 
     from training.data.dataset import FeatureDataset, Normalizer, collate
     from training.experts import fit_experts, init_skip_from_experts
-    from training.train import build_model
-
-    from training.train import logprob_tail
+    from training.train import build_model, logprob_tail
 
     cfg, sp = _splits(store)
     assert logprob_tail(sp) == (0, 0, 7)  # the face model's 7 log-probabilities end every video frame

@@ -74,7 +74,7 @@ def test_resume_continues_exactly(store: Path, tmp_path: Path) -> None:
 
 def _train_epochs(cfg, out: Path, stop_after: int) -> None:
     """Run ``train`` but make it stop after ``stop_after`` epochs, as an interruption would."""
-    import training.train as tt
+    import training.model_setup as tt  # where validation calls the evaluator
 
     calls = {"n": 0}
     real = tt.evaluate_conditions
