@@ -121,6 +121,9 @@ class TrainConfig:
     # "experts": start CM-ARR's pooled_skip path as the fitted, calibrated experts (frozen) and its
     # attention path at zero, so training starts from their product (training.experts). "none": random.
     skip_init: str = "none"  # some loss terms can be off (ablations), leaving params unused
+    # After training (models with a deep_gate): under each availability set, CM-ARR's attention path is
+    # kept only where it raises validation UAR by at least this much over the expert path alone.
+    attention_min_gain: float = 0.0
 
     def __post_init__(self) -> None:
         if self.select_on not in ("auto", "uar_full", "uar_mean_all", "uar_mean_missing", "war_full"):
@@ -136,6 +139,8 @@ class TrainConfig:
             raise ValueError(f"skip_init must be 'none' or 'experts', got {self.skip_init!r}")
         if not self.model_id or ":" in self.model_id:
             raise ValueError(f"model_id must be a non-empty name without ':', got {self.model_id!r}")
+        if not 0.0 <= self.attention_min_gain < 1.0:
+            raise ValueError(f"attention_min_gain must be in [0, 1), got {self.attention_min_gain}")
         if self.early_stopping_patience < 0:
             raise ValueError("early_stopping_patience must be >= 0")
         from .adapters import ABLATIONS

@@ -47,15 +47,20 @@ def finalize_checkpoint(
     device: Any,
     max_len: dict[str, int],
     experts: dict[str, FittedHead] | None,
+    attention_min_gain: float = 0.0,
 ) -> dict[str, Any]:
-    """Temperature (and experts) fitted on validation, written into the checkpoint at ``path``."""
+    """Temperature (and experts) fitted on validation, written into the checkpoint at ``path``.
+    ``attention_min_gain``: see ``fit_deep_gates``."""
     ck = load_checkpoint(path)
     model = ck.model.to(device)
     adapter = get_adapter(ck.model_type)
     gates: dict[str, float] = {}
+    gains: dict[str, float] = {}
     if splits.description.get("source") == "multi":
         if getattr(model, "deep_gate", None) is not None:
-            gates = fit_deep_gates(model, adapter, splits, normalizer, device, max_len)
+            gates, gains = fit_deep_gates(
+                model, adapter, splits, normalizer, device, max_len, attention_min_gain
+            )
         rep = _natural(model, adapter, splits.val, splits, normalizer, device, max_len)
         keys = rep.natural
         logits = [rep.scored[k].logits for k in keys]
@@ -87,6 +92,8 @@ def finalize_checkpoint(
         "fitted_on": keys,
         "val": ece_report(z, y, temperature),
         "deep_gates": gates,
+        "attention_uar_gain": gains,  # validation UAR of the NLL-fitted gate minus the experts' alone
+        "attention_min_gain": attention_min_gain,
     }
     meta = FusionMeta.from_extra(ck.extra)
     meta.temperature, meta.experts = temperature, heads
@@ -98,28 +105,43 @@ def finalize_checkpoint(
     return {"calibration": calibration, "experts": head_info}
 
 
+def _mean_uar(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], g: float) -> float:
+    """Mean over corpora of the UAR of logits = g * attention + experts."""
+    return float(np.mean([
+        classification_metrics(y, (g * d + s).argmax(1), d.shape[1]).uar for d, s, y in sets
+    ]))
+
+
 def fit_deep_gates(
-    model: Any, adapter: Any, splits: DataSplits, norm: Normalizer, device: Any, max_len: dict[str, int]
-) -> dict[str, float]:
+    model: Any,
+    adapter: Any,
+    splits: DataSplits,
+    norm: Normalizer,
+    device: Any,
+    max_len: dict[str, int],
+    min_gain: float = 0.0,
+) -> tuple[dict[str, float], dict[str, float]]:
     """Per availability set, how much CM-ARR's attention path adds to its expert path, fitted on
     validation: the weight g in [0, 1] of logits = g * attention + experts that minimises the mean (over
-    the corpora scored under that set) negative log-likelihood. Sets with no validation data keep 1.
-    Text-only scores of speech corpora are left out: the engine never meets them (it only has words
-    where it hears speech)."""
+    the corpora scored under that set) negative log-likelihood. The attention path is kept only where
+    it raises that set's mean validation UAR by at least ``min_gain`` over the experts alone (g = 0);
+    a fused reading must not be worse than its experts, so a path that does not clearly help is off.
+    Sets with no validation data get 0 (nothing shows that the path helps there). Text-only scores of
+    speech corpora are left out: the engine never meets them (it only has words where it hears speech).
+    Returns the gates and, per set, the
+    validation UAR gain of the NLL-fitted gate over the experts alone."""
     from scipy.optimize import minimize_scalar
 
     from .calibrate import log_softmax
 
     gate = model.deep_gate
-    saved = gate.detach().clone()
     with torch.no_grad():
         gate.fill_(1.0)
     full = _natural(model, adapter, splits.val, splits, norm, device, max_len)
     with torch.no_grad():
         gate.zero_()
     skip = _natural(model, adapter, splits.val, splits, norm, device, max_len)
-    with torch.no_grad():
-        gate.copy_(saved)
+    # gate stays 0 where no validation data exists: the experts alone
     speech = {k.split(".")[0] for k in full.per_condition if k.endswith(".a")}
     by_cond: dict[str, list[str]] = {}
     for k in full.scored:
@@ -127,7 +149,8 @@ def fit_deep_gates(
         if cond == "t" and corpus in speech:
             continue
         by_cond.setdefault(cond, []).append(k)
-    fitted: dict[str, float] = {}
+    fitted: dict[str, float] = {c: 0.0 for c in CONDITIONS}
+    gains: dict[str, float] = {}
     for cond, keys in by_cond.items():
         sets = [
             (full.scored[k].logits - skip.scored[k].logits, skip.scored[k].logits, full.scored[k].y)
@@ -138,11 +161,14 @@ def fit_deep_gates(
             return float(np.mean([-log_softmax(g * d + s)[np.arange(len(y)), y].mean() for d, s, y in sets]))
 
         g = float(minimize_scalar(nll, bounds=(0.0, 1.0), method="bounded").x)
+        gains[cond] = round(_mean_uar(sets, g) - _mean_uar(sets, 0.0), 4)
+        if gains[cond] < min_gain:
+            g = 0.0  # the attention path does not beat the experts here: the experts alone decide
         fitted[cond] = round(g, 4)
         row = sum(w for m, w in zip("tav", (4, 2, 1), strict=True) if m in cond)
         with torch.no_grad():
             gate[row] = g
-    return fitted
+    return fitted, gains
 
 
 def _raw(ds: FeatureDataset, i: int) -> dict[str, np.ndarray | None]:

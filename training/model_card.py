@@ -148,7 +148,7 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
         "and the CREMA-D clips (never seen in training). `x+face` pairs each speech sample with a "
         "held-out face of the same label.",
         "",
-        *_entry_rows(test["entries"]),
+        *(_entry_rows(test["entries"]) if test else ["No test split in this run."]),
     ]
     if report.get("engine_cremad"):
         lines += [
@@ -174,10 +174,27 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
             "| corpus.condition | UAR with pairing | UAR without |",
             "|---|---|---|",
         ]
-        for key, e in test["entries"].items():
+        for key, e in (test or {}).get("entries", {}).items():
             other = nop["test_report"]["entries"].get(key)
             lines.append(f"| {key} | {_pct(e['uar'])} | {_pct(other['uar']) if other else '–'} |")
     val = cal.get("val", {})
+    gates, gains = cal.get("deep_gates", {}), cal.get("attention_uar_gain", {})
+    if gates:
+        lines += [
+            "",
+            "## How much CM-ARR's attention path counts",
+            "",
+            "Fitted on validation per availability set (weight of the attention path next to the expert "
+            "path); the path is switched off where it does not raise validation UAR by at least "
+            f"{_pct(cal.get('attention_min_gain', 0.0))} points over the experts alone.",
+            "",
+            "| set | gate | validation UAR gain of the attention path |",
+            "|---|---|---|",
+            *[
+                f"| {c} | {g:.2f} | {'–' if c not in gains else f'{100 * gains[c]:+.1f}'} |"
+                for c, g in gates.items()
+            ],
+        ]
     lines += [
         "",
         "## Calibration",
@@ -185,8 +202,12 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
         f"Temperature {meta.temperature:.3f}, fitted on validation ({', '.join(cal.get('fitted_on', []))}). "
         f"Validation ECE {val.get('ece_before', float('nan')):.3f} → "
         f"{val.get('ece_after', float('nan')):.3f}; "
-        f"test ECE (natural conditions) {test['ece_natural']['ece_before']:.3f} → "
-        f"{test['ece_natural']['ece_after']:.3f}.",
+        + (
+            f"test ECE (natural conditions) {test['ece_natural']['ece_before']:.3f} → "
+            f"{test['ece_natural']['ece_after']:.3f}."
+            if test
+            else "no test split."
+        ),
         "",
         "## Reproduce",
         "",
@@ -194,9 +215,12 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
         "make train-offline DATA=../shared/data      # or: python -m training.reproduce --data DIR --ship",
         "```",
         "",
-        f"Seeded; on 2 CPU cores it took {t.get('total_s', 0) / 60:.0f} min "
-        f"(extraction {t.get('extract_s', 0) / 60:.0f}"
-        + (" (an existing store, resumed)" if t.get("extracted_utterances") == 0 else "")
+        f"Seeded; on 2 CPU cores the trainings took {t.get('trainings_s', 0) / 60:.0f} min "
+        + (
+            "(feature extraction: an existing store was reused"
+            if t.get("extracted_utterances") == 0
+            else f"(extraction {t.get('extract_s', 0) / 60:.0f}"
+        )
         + f", final model {t.get('train_final_s', 0) / 60:.0f}, "
         f"no-pairing ablation {t.get('train_no_pairing_s', 0) / 60:.0f}, cross-validation "
         f"{t.get('cv_s', 0) / 60:.0f}, engine evaluation {t.get('engine_eval_s', 0) / 60:.0f} min).",

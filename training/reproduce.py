@@ -179,7 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     report["engine_cremad_video"] = evaluate_engine(ckpt, out, "video")
     report["engine_cremad_audio"] = evaluate_engine(ckpt, out, "audio")
     timings["engine_eval_s"] = round(time.perf_counter() - t, 1)
+    # A resumed run reuses finished trainings: report what each took when it ran.
+    timings["train_final_s"] = report["final"].get("wall_seconds", timings["train_final_s"])
+    if "no_pairing" in report:
+        done = report["no_pairing"].get("wall_seconds", timings["train_no_pairing_s"])
+        timings["train_no_pairing_s"] = done
+    if args.folds:
+        walls = [json.loads((out / f"cv_fold{i}" / "summary.json").read_text()).get("wall_seconds", 0.0)
+                 for i in range(len(report["cv"]["folds"]))]
+        timings["cv_s"] = round(float(sum(walls)), 1)
     timings["total_s"] = round(time.perf_counter() - t0, 1)
+    trainings = ("train_final_s", "train_no_pairing_s", "cv_s")
+    timings["trainings_s"] = round(sum(timings.get(k, 0.0) for k in trainings), 1)
     report["timings"] = timings
     (out / "report.json").write_text(json.dumps(report, indent=1))
     card = render_card(report, ckpt, ASSET.name)

@@ -409,7 +409,13 @@ def train(
         from .finalize import finalize_checkpoint
 
         result.calibration = finalize_checkpoint(
-            out / BEST_FILE, splits, normalizer, device, max_len, experts if cfg.experts else None
+            out / BEST_FILE,
+            splits,
+            normalizer,
+            device,
+            max_len,
+            experts if cfg.experts else None,
+            cfg.attention_min_gain,
         )
     if dinfo.enabled:
         dist.barrier()

@@ -148,8 +148,15 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
     # Each corpus under the conditions it can have; the CREMA-D clips under all seven.
     assert {"meld.t", "fer2013.v", "cremad.tav", "cremad.v", "cremad.ta"} <= set(entries)
     gates = load_checkpoint(res.best_checkpoint).model.deep_gate
-    assert res.calibration["calibration"]["deep_gates"]
+    cal = res.calibration["calibration"]
+    assert cal["deep_gates"] and set(cal["attention_uar_gain"]) <= set(cal["deep_gates"])
     assert 0.0 <= float(gates.min()) <= float(gates.max()) <= 1.0
+    for cond, g in cal["deep_gates"].items():  # the attention path counts only where it beat the experts
+        row = sum(w for m, w in zip("tav", (4, 2, 1), strict=True) if m in cond)
+        assert abs(float(gates[row]) - g) < 1e-4
+        if cal["attention_uar_gain"].get(cond, -1.0) < cal["attention_min_gain"]:  # unmeasured: off
+            assert g == 0.0
+    assert cal["attention_min_gain"] == cfg.attention_min_gain > 0
     assert "ravdess.ta" in entries or "ravdess.ta" in res.val_report["entries"]
     cr = entries["cremad.tav"]
     assert set(cr["experts"]) == {"speech", "text", "face"} and "fused_minus_best_expert_uar" in cr
