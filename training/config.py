@@ -124,6 +124,9 @@ class TrainConfig:
     # After training (models with a deep_gate): under each availability set, CM-ARR's attention path is
     # kept only where it raises validation UAR by at least this much over the expert path alone.
     attention_min_gain: float = 0.0
+    # Then refit how much each modality's expert counts under each availability set, on validation
+    # (training.expert_weights; models with pooled_skip).
+    refit_expert_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.select_on not in ("auto", "uar_full", "uar_mean_all", "uar_mean_missing", "war_full"):

@@ -48,18 +48,27 @@ def finalize_checkpoint(
     max_len: dict[str, int],
     experts: dict[str, FittedHead] | None,
     attention_min_gain: float = 0.0,
+    refit_expert_weights: bool = False,
 ) -> dict[str, Any]:
     """Temperature (and experts) fitted on validation, written into the checkpoint at ``path``.
-    ``attention_min_gain``: see ``fit_deep_gates``."""
+    ``attention_min_gain``: see ``fit_deep_gates``; ``refit_expert_weights``: after the attention gates,
+    refit the per-set expert weights on validation (``training.expert_weights``)."""
     ck = load_checkpoint(path)
     model = ck.model.to(device)
     adapter = get_adapter(ck.model_type)
     gates: dict[str, float] = {}
     gains: dict[str, float] = {}
+    weights: dict[str, dict[str, float]] = {}
     if splits.description.get("source") == "multi":
         if getattr(model, "deep_gate", None) is not None:
             gates, gains = fit_deep_gates(
                 model, adapter, splits, normalizer, device, max_len, attention_min_gain
+            )
+        if refit_expert_weights and getattr(model, "skip_gate", None) is not None:
+            from .expert_weights import fit_expert_weights
+
+            weights = fit_expert_weights(
+                model, lambda: _natural(model, adapter, splits.val, splits, normalizer, device, max_len)
             )
         rep = _natural(model, adapter, splits.val, splits, normalizer, device, max_len)
         keys = rep.natural
@@ -94,6 +103,7 @@ def finalize_checkpoint(
         "deep_gates": gates,
         "attention_uar_gain": gains,  # validation UAR of the NLL-fitted gate minus the experts' alone
         "attention_min_gain": attention_min_gain,
+        "expert_weights": weights,  # per availability set, refitted on validation ({} = as trained)
     }
     meta = FusionMeta.from_extra(ck.extra)
     meta.temperature, meta.experts = temperature, heads

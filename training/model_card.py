@@ -179,6 +179,7 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
             lines.append(f"| {key} | {_pct(e['uar'])} | {_pct(other['uar']) if other else '–'} |")
     val = cal.get("val", {})
     gates, gains = cal.get("deep_gates", {}), cal.get("attention_uar_gain", {})
+    weights = cal.get("expert_weights", {})
     if gates:
         lines += [
             "",
@@ -188,10 +189,15 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
             "path); the path is switched off where it does not raise validation UAR by at least "
             f"{_pct(cal.get('attention_min_gain', 0.0))} points over the experts alone.",
             "",
-            "| set | gate | validation UAR gain of the attention path |",
-            "|---|---|---|",
+            "Then each expert's weight under each set was refitted on validation (`refit_expert_weights`; "
+            "empty: the weights as trained, where no validation data has that set).",
+            "",
+            "| set | gate | validation UAR gain of the attention path | expert weights |",
+            "|---|---|---|---|",
             *[
-                f"| {c} | {g:.2f} | {'–' if c not in gains else f'{100 * gains[c]:+.1f}'} |"
+                f"| {c} | {g:.2f} | {'–' if c not in gains else f'{100 * gains[c]:+.1f}'} | "
+                + ", ".join(f"{m} {w:.2f}" for m, w in weights.get(c, {}).items())
+                + " |"
                 for c, g in gates.items()
             ],
         ]

@@ -324,9 +324,11 @@ def train(
     if dinfo.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
-    stopped_early = False
+    # A run that had already stopped early stays stopped when resumed (e.g. to finalize it again).
+    patience = cfg.early_stopping_patience
+    stopped_early = bool(start_epoch and patience and bad_epochs >= patience)
     epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.optim.epochs):
+    for epoch in range(start_epoch, cfg.optim.epochs if not stopped_early else start_epoch):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
@@ -416,6 +418,7 @@ def train(
             max_len,
             experts if cfg.experts else None,
             cfg.attention_min_gain,
+            cfg.refit_expert_weights,
         )
     if dinfo.enabled:
         dist.barrier()

@@ -4,6 +4,7 @@ evaluation, calibration and the expert heads of a short real training run."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def test_face_pairing_gives_speech_a_same_label_face(store: Path) -> None:
 def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
     store: Path, tmp_path: Path
 ) -> None:
+    from training.expert_weights import condition_row
     from training.train import load_train_config, train
 
     over = [o for o in TINY if not o.startswith(("data.corpora", "data.eval_only", "data.val_fraction"))]
@@ -157,6 +159,15 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
         if cal["attention_uar_gain"].get(cond, -1.0) < cal["attention_min_gain"]:  # unmeasured: off
             assert g == 0.0
     assert cal["attention_min_gain"] == cfg.attention_min_gain > 0
+    # Expert weights refitted on validation per set: non-negative, only for available modalities, and
+    # what the checkpoint's gate table now holds.
+    assert cfg.refit_expert_weights and cal["expert_weights"]
+    skip_gate = load_checkpoint(res.best_checkpoint).model.skip_gate.detach()
+    for cond, ws in cal["expert_weights"].items():
+        assert set(ws) == {m for m in ("text", "audio", "video") if m[0] in cond}
+        for j, m in enumerate(("text", "audio", "video")):
+            if m in ws:
+                assert 0.0 <= ws[m] and abs(float(skip_gate[condition_row(cond), j]) - ws[m]) < 1e-4
     assert "ravdess.ta" in entries or "ravdess.ta" in res.val_report["entries"]
     cr = entries["cremad.tav"]
     assert set(cr["experts"]) == {"speech", "text", "face"} and "fused_minus_best_expert_uar" in cr
@@ -172,6 +183,18 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
     model = load_checkpoint(res.best_checkpoint).model.eval()
     report = verify_onnx(model, export_onnx(model, tmp_path / "m.onnx"), lengths=(1, 9), batches=(2,))
     assert report["passed"], report["max_abs_diff"]
+    # Resuming the finished run trains nothing more and finalizes it again to the same result (what
+    # `training.reproduce --refinalize` relies on): gates, expert weights, temperature.
+    epochs = len(json.loads((tmp_path / "run" / "history.json").read_text()))
+    again = train(cfg, tmp_path / "run", resume=True, device="cpu")
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == epochs
+    assert again.best_epoch == res.best_epoch
+    cal2 = again.calibration["calibration"]
+    assert cal2["deep_gates"] == cal["deep_gates"]
+    for cond, ws in cal["expert_weights"].items():
+        for m, w in ws.items():
+            assert abs(cal2["expert_weights"][cond][m] - w) < 1e-2 * max(1.0, w)
+    assert abs(cal2["temperature"] - cal["temperature"]) < 1e-2 * cal["temperature"]
 
 
 def test_training_starts_from_the_product_of_the_calibrated_experts(store: Path) -> None:
