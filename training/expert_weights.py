@@ -32,11 +32,15 @@ def condition_row(cond: str) -> int:
     return sum(w for m, w in zip("tav", (4, 2, 1), strict=True) if m in cond)
 
 
-def _scored_sets(report: Any, skip_text_only_of: set[str]) -> dict[str, list[str]]:
+def entries_by_condition(report: Any) -> dict[str, list[str]]:
+    """The scored "<corpus>.<set>" entries of a validation report, grouped by availability set. Text-only
+    scores of speech corpora are left out: the engine never meets them (it only has words where it hears
+    speech)."""
+    speech = {k.split(".")[0] for k in report.per_condition if k.endswith(".a")}
     by_cond: dict[str, list[str]] = {}
     for k in report.scored:
         corpus, cond = k.rsplit(".", 1)
-        if cond == "t" and corpus in skip_text_only_of:
+        if cond == "t" and corpus in speech:
             continue
         by_cond.setdefault(cond, []).append(k)
     return by_cond
@@ -61,9 +65,8 @@ def fit_expert_weights(model: Any, evaluate: Callable[[], Any]) -> dict[str, dic
         parts.append(evaluate())  # base + expert j (where j is available)
     with torch.no_grad():
         gate.copy_(trained)
-    speech = {k.split(".")[0] for k in base.per_condition if k.endswith(".a")}
     fitted: dict[str, dict[str, float]] = {}
-    for cond, keys in _scored_sets(base, speech).items():
+    for cond, keys in entries_by_condition(base).items():
         cols = [j for j, m in enumerate(MODALITY_ORDER) if m[0] in cond]
         sets = []
         for k in keys:

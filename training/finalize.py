@@ -24,6 +24,7 @@ from .adapters import get_adapter
 from .calibrate import ece_report, fit_temperature, softmax
 from .data.dataset import DataSplits, FeatureDataset, Normalizer
 from .evaluate import predict_conditions
+from .expert_weights import condition_row, entries_by_condition, fit_expert_weights
 from .experts import FittedHead, face_expert_probs
 from .natural_eval import NaturalReport, evaluate_natural
 
@@ -65,8 +66,6 @@ def finalize_checkpoint(
                 model, adapter, splits, normalizer, device, max_len, attention_min_gain
             )
         if refit_expert_weights and getattr(model, "skip_gate", None) is not None:
-            from .expert_weights import fit_expert_weights
-
             weights = fit_expert_weights(
                 model, lambda: _natural(model, adapter, splits.val, splits, normalizer, device, max_len)
             )
@@ -136,10 +135,9 @@ def fit_deep_gates(
     the corpora scored under that set) negative log-likelihood. The attention path is kept only where
     it raises that set's mean validation UAR by at least ``min_gain`` over the experts alone (g = 0);
     a fused reading must not be worse than its experts, so a path that does not clearly help is off.
-    Sets with no validation data get 0 (nothing shows that the path helps there). Text-only scores of
-    speech corpora are left out: the engine never meets them (it only has words where it hears speech).
-    Returns the gates and, per set, the
-    validation UAR gain of the NLL-fitted gate over the experts alone."""
+    Sets with no validation data get 0 (nothing shows that the path helps there); the sets scored are
+    ``entries_by_condition``'s. Returns the gates and, per set, the validation UAR gain of the
+    NLL-fitted gate over the experts alone."""
     from scipy.optimize import minimize_scalar
 
     from .calibrate import log_softmax
@@ -152,16 +150,9 @@ def fit_deep_gates(
         gate.zero_()
     skip = _natural(model, adapter, splits.val, splits, norm, device, max_len)
     # gate stays 0 where no validation data exists: the experts alone
-    speech = {k.split(".")[0] for k in full.per_condition if k.endswith(".a")}
-    by_cond: dict[str, list[str]] = {}
-    for k in full.scored:
-        corpus, cond = k.rsplit(".", 1)
-        if cond == "t" and corpus in speech:
-            continue
-        by_cond.setdefault(cond, []).append(k)
     fitted: dict[str, float] = {c: 0.0 for c in CONDITIONS}
     gains: dict[str, float] = {}
-    for cond, keys in by_cond.items():
+    for cond, keys in entries_by_condition(full).items():
         sets = [
             (full.scored[k].logits - skip.scored[k].logits, skip.scored[k].logits, full.scored[k].y)
             for k in keys
@@ -175,9 +166,8 @@ def fit_deep_gates(
         if gains[cond] < min_gain:
             g = 0.0  # the attention path does not beat the experts here: the experts alone decide
         fitted[cond] = round(g, 4)
-        row = sum(w for m, w in zip("tav", (4, 2, 1), strict=True) if m in cond)
         with torch.no_grad():
-            gate[row] = g
+            gate[condition_row(cond)] = g
     return fitted, gains
 
 
