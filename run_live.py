@@ -166,7 +166,7 @@ async def amain(args: argparse.Namespace) -> int:
         await eng.wait()
     finally:
         await eng.close()
-    n = eng._seq
+    n = eng.events_emitted
     print(
         f"{n} events"
         + (f", written to {args.jsonl}" if args.jsonl else "")

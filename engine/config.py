@@ -30,7 +30,7 @@ class WindowConfig:
     start at 0 (shorter); at the end of a stream a final window closes at the stream's end when at least
     ``min_final_s`` of new media arrived since the last window end."""
 
-    window_s: float = 3.0
+    window_s: float = 4.0
     hop_s: float = 1.0
     min_final_s: float = 0.25
 
@@ -92,20 +92,30 @@ class TextHealthConfig:
 
 @dataclass
 class ASRStreamConfig:
-    """Streaming policy over faster-whisper (LocalAgreement-n)."""
+    """Streaming recognition: one decoder pass per window over the window's audio (engine/stages/asr.py)."""
 
     enabled: bool = True
-    step_s: float = 1.0  # run the recogniser after this much new audio
-    agreement: int = 2  # a word is committed when this many consecutive hypotheses agree on it
-    max_buffer_s: float = 15.0  # bound on uncommitted audio: older words are force-committed (bounded lag)
-    min_audio_s: float = 0.3  # do not run on less audio than this
-    prompt_words: int = 30  # committed words passed back as the prompt
+    agreement: int = 2  # 1: commit each pass's words at once; 2: commit what two consecutive passes agree on
+    prompt_words: int = 30  # committed words before the window passed to the decoder as its prompt
+    tokens_per_s: float = 8.0  # decoder budget: new tokens per second of window audio (+ 8)
+    max_lag_s: float = 1.5  # live: skip a window's pass that would start this long after its audio arrived
+    end_silence_s: float = 0.5  # VAD silence after speech that ends an utterance (its words are committed)
+    repeat_limit: int = 3  # an n-gram repeated this many times in a row is cut (decoding loop)
+    max_compression_ratio: float = 2.4  # new text compressing better than this is a loop: pass rejected
+    no_speech_prob: float = 0.6  # with a mean log-probability under min_logprob: pass rejected as no speech
+    min_logprob: float = -1.0
 
     def __post_init__(self) -> None:
-        if self.step_s <= 0 or self.max_buffer_s <= self.step_s:
-            raise ValueError(f"asr step_s {self.step_s} must be > 0 and < max_buffer_s {self.max_buffer_s}")
-        if self.agreement < 1:
-            raise ValueError(f"asr agreement must be >= 1, got {self.agreement}")
+        if self.agreement not in (1, 2):
+            raise ValueError(f"asr.agreement must be 1 or 2, got {self.agreement}")
+        if self.prompt_words < 0:
+            raise ValueError(f"asr.prompt_words must be >= 0, got {self.prompt_words}")
+        if self.tokens_per_s <= 0 or self.max_lag_s <= 0 or self.end_silence_s <= 0:
+            raise ValueError("asr.tokens_per_s, asr.max_lag_s and asr.end_silence_s must be positive")
+        if self.repeat_limit < 2:
+            raise ValueError(f"asr.repeat_limit must be >= 2, got {self.repeat_limit}")
+        if self.max_compression_ratio <= 1 or not 0 <= self.no_speech_prob <= 1:
+            raise ValueError("asr.max_compression_ratio must be > 1 and asr.no_speech_prob in [0, 1]")
 
 
 @dataclass
@@ -170,10 +180,13 @@ class EngineConfig:
             raise ValueError(f"ema_alpha must be in [0, 1), got {self.ema_alpha}")
         if not self.stream:
             raise ValueError("stream name must not be empty")
-        if self.queues.max_lead_s <= self.asr.step_s + self.window.hop_s:
+        if self.queues.max_lead_s <= self.window.hop_s:
             raise ValueError(
-                f"queues.max_lead_s {self.queues.max_lead_s} must exceed asr.step_s + window.hop_s "
-                f"({self.asr.step_s + self.window.hop_s}): recognition needs that much audio ahead"
+                f"queues.max_lead_s {self.queues.max_lead_s} must exceed window.hop_s {self.window.hop_s}"
+            )
+        if self.window.window_s > 30.0:
+            raise ValueError(
+                f"window.window_s is at most 30 s (one Whisper pass), got {self.window.window_s}"
             )
 
 

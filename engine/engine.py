@@ -10,20 +10,21 @@
         eng.push_frame(rgb, t)
         eng.end_of_stream()
 
-Tasks (all held by the engine, all cancelled on close): one per source, one consumer per modality
-(audio: VAD + hand-over to ASR; video: face stage), the ASR stage, and the window loop. Blocking
-work (decoding, models) runs in worker threads. A window is processed once every live modality has
-media past its end (fast replay: always; live: at most ``queues.live_wait_s`` late).
+This module is the composition root. The parts:
+
+- ``engine/media.py``: the media timeline and readiness;
+- ``engine/consumers.py``: one consumer per modality (audio: VAD; video: face stage);
+- ``engine/window_loop.py``: windows in order, each with its recognition pass (``stages/asr.py``)
+  and fusion (``stages/window_processor.py``).
+
+Tasks (all held by the engine, all cancelled on close): one per source, one consumer per modality,
+and the window loop. Blocking work (decoding, models) runs in worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,24 +33,19 @@ import numpy as np
 
 from engine.channel import FrameChannel
 from engine.config import EngineConfig, resolve_path
-from engine.frames import (
-    AudioFrame,
-    EmotionEvent,
-    EndFrame,
-    Frame,
-    SourceStatusFrame,
-    VideoFrame,
-)
+from engine.consumers import AudioConsumer, Backpressure, VideoConsumer
+from engine.frames import AudioFrame, EmotionEvent, EndFrame, Frame, SourceStatusFrame, VideoFrame
+from engine.media import MediaState
 from engine.sinks.base import Sink
 from engine.sources.base import MediaClock, Source
 from engine.sources.file_replay import FileReplaySource
 from engine.sources.push import PushSource
-from engine.stages.asr import ASRStage
-from engine.stages.face import FaceRecord, FaceStage
+from engine.stages.asr import StreamingASR
+from engine.stages.face import FaceStage
 from engine.stages.fusion import FusionModel, FusionStage, build_backend, load_fusion_model
 from engine.stages.vad import SileroVAD
-from engine.stages.window import AudioTimeline, VideoTimeline, WindowSchedule, WindowSpec, WordTimeline
-from engine.stages.window_processor import WindowInputs, WindowProcessor
+from engine.stages.window_processor import WindowProcessor
+from engine.window_loop import WindowLoop
 
 _STOP = object()
 UNTRAINED_BANNER = (
@@ -68,13 +64,11 @@ def load_extractors(cfg: EngineConfig) -> Any:
         name if "/" not in name and not name.endswith((".yaml", ".yml")) else resolve_path(name)
     )
     ex = build_extractors(prof)
-    _ = ex.asr, ex.text, ex.speech, ex.face  # load every model before the first window
+    ex.warm_up()  # load and run every model before the first window
     return ex
 
 
 class Engine:
-    FACE_BATCH = 8  # most video frames analysed in one embedding pass
-
     def __init__(
         self,
         config: EngineConfig | None = None,
@@ -113,25 +107,13 @@ class Engine:
         self.clock = MediaClock()
         self._tasks: list[asyncio.Task] = []
         self._events: asyncio.Queue[Any] = asyncio.Queue()
-        self._seq = 0
         self._started = False
         self._closed = False
         self.finished = asyncio.Event()
         self.errors: list[str] = []  # engine-level errors (sources, sinks), also copied into events
         self._pending_errors: list[str] = []
-        # modality bookkeeping
         self._providers = {m: sum(m in s.modalities for s in self.sources) for m in ("audio", "video")}
-        self._ended = {m: 0 for m in ("audio", "video")}
-        self._down: dict[str, list[tuple[float, bool, str]]] = {"audio": [], "video": []}  # (t, ok, reason)
-        self._arrivals: dict[str, deque[tuple[float, float]]] = {"audio": deque(), "video": deque()}
-        self._end_arrival = 0.0
-        self._progress = asyncio.Event()
-        self._audio = AudioTimeline()
-        self._video = VideoTimeline()
-        self._schedule = WindowSchedule(self.cfg.window)
-        self._vad_ms: list[float] = []
-        self._face_fps_slot = -1
-        self._face_first_t: float | None = None
+        self.loop: WindowLoop | None = None
 
     # ----------------------------------------------------------------------------------------------
     # lifecycle
@@ -174,29 +156,41 @@ class Engine:
         assert self.fusion_model is not None and self.backend is not None and self.extractors is not None
         if not self.fusion_model.trained and self.announce_untrained:
             logging.getLogger("engine").warning(UNTRAINED_BANNER)
+        cfg, ex = self.cfg, self.extractors
         self.fusion = FusionStage(self.fusion_model, self.backend)
-        dims = self.extractors.dims
-        self.face_stage = FaceStage(self.extractors.face, dims["video"])
+        self.face_stage = FaceStage(ex.face, ex.dims["video"])
         self.face_stage.reset()  # extractors may be shared between engines: forget any tracked face
-        profile = getattr(self.extractors, "profile", None)
-        self.face_fps = float(profile.face.fps) if profile is not None else 30.0
-        self.asr = ASRStage(self.extractors.asr if self.cfg.asr.enabled else None, self.cfg.asr)
-        if self._providers["audio"] == 0:
-            self.asr.end()  # no source will ever send audio: recognition is finished before it starts
-        self.windows = WindowProcessor(
-            self.cfg,
-            self.extractors,
-            self.fusion,
-            self.fusion_model,
-            vad_enabled=self.vad is not None,
-            asr_enabled=self.asr.enabled,
+        profile = getattr(ex, "profile", None)
+        self.media = MediaState(self._providers, float(profile.face.fps) if profile is not None else 30.0)
+        self.asr = StreamingASR(
+            ex.asr if cfg.asr.enabled else None, cfg.asr, cfg.window.hop_s, cfg.window.window_s
+        )
+        processor = WindowProcessor(
+            cfg, ex, self.fusion, self.fusion_model, vad_enabled=self.vad is not None, asr=self.asr
         )
         self._channels = {
-            "audio": FrameChannel(
-                self.cfg.queues.audio_frames, lossless=not self.realtime, policy="drop_new"
-            ),
-            "video": FrameChannel(self.cfg.queues.video_frames, lossless=not self.realtime, policy="latest"),
+            "audio": FrameChannel(cfg.queues.audio_frames, lossless=not self.realtime, policy="drop_new"),
+            "video": FrameChannel(cfg.queues.video_frames, lossless=not self.realtime, policy="latest"),
         }
+        self.loop = WindowLoop(
+            cfg,
+            self.media,
+            processor,
+            self._deliver,
+            realtime=self.realtime,
+            clock=lambda: self.clock,
+            take_errors=self._take_errors,
+            vad_ms=lambda: self.audio_consumer.vad_ms,
+            dropped=self._dropped,
+            has_errors=lambda: bool(self.errors),
+        )
+        self._lead = Backpressure(
+            self.media, self.loop.schedule.next_end, cfg.queues.max_lead_s, self.realtime
+        )
+        self.audio_consumer = AudioConsumer(self._channels["audio"], self.media, self.vad, self._lead)
+        self.video_consumer = VideoConsumer(
+            self._channels["video"], self.media, self.face_stage, self._lead, self._pending_errors.append
+        )
         info = self.describe()
         for sink in self.sinks:
             await self._sink_call(sink, sink.start(info))
@@ -204,11 +198,14 @@ class Engine:
         spawn = self._tasks.append
         for src in self.sources:
             spawn(asyncio.create_task(self._run_source(src), name=f"source:{src.name}"))
-        spawn(asyncio.create_task(self._audio_consumer(), name="audio"))
-        spawn(asyncio.create_task(self._video_consumer(), name="video"))
-        spawn(asyncio.create_task(self.asr.run(), name="asr"))
-        self._window_task = asyncio.create_task(self._window_loop(), name="windows")
-        spawn(self._window_task)
+        spawn(asyncio.create_task(self.audio_consumer.run(), name="audio"))
+        spawn(asyncio.create_task(self.video_consumer.run(), name="video"))
+        spawn(asyncio.create_task(self._run_windows(), name="windows"))
+
+    @property
+    def events_emitted(self) -> int:
+        """Events emitted so far (the next event's ``seq``)."""
+        return self.loop.seq if self.loop else 0
 
     async def wait(self) -> None:
         """Until the streams end and the last event is out."""
@@ -221,12 +218,14 @@ class Engine:
             await self.wait()
         finally:
             await self.close()
-        return self._seq
+        return self.events_emitted
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self.loop is not None:
+            self._lead.closed = True
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -317,250 +316,29 @@ class Engine:
         if not ended:
             await self._emit(EndFrame(src.name, last_t))
 
-    def _status(self, f: SourceStatusFrame) -> None:
-        self._down[f.modality].append((f.t, f.ok, f.reason))
-        self._progress.set()
-
-    def _is_down(self, m: str) -> bool:
-        return bool(self._down[m]) and not self._down[m][-1][1]
-
-    def _live(self, m: str) -> bool:
-        """The modality has a running provider that is not reported down."""
-        return self._ended[m] < self._providers[m] and not self._is_down(m)
-
-    def _all_ended(self) -> bool:
-        return all(self._ended[m] >= self._providers[m] for m in self._ended)
-
-    async def _lead_wait(self, t: float) -> None:
-        """Backpressure: a consumer pauses while it is far ahead of the next window (lossless mode)."""
-        if self.realtime:
-            return
-        while t > self._schedule.next_end() + self.cfg.queues.max_lead_s and not self._closed:
-            self._progress.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), timeout=0.5)
-
-    def _run_vad(self, pcm: np.ndarray, t: float) -> None:
-        t0 = time.perf_counter()
-        self._audio.vad.extend(self.vad.process(pcm, t))
-        self._vad_ms.append((time.perf_counter() - t0) * 1e3)
-
-    async def _audio_consumer(self) -> None:
-        ch = self._channels["audio"]
-        while True:
-            f = await ch.get()
-            if isinstance(f, AudioFrame):
-                await self._lead_wait(f.t)
-                self._audio.append(f.t, f.pcm)
-                if self.vad is not None:
-                    await asyncio.to_thread(self._run_vad, f.pcm, f.t)
-                self.asr.feed(f.pcm, f.t)
-                self._arrivals["audio"].append((self._audio.end, f.arrival))
-            elif isinstance(f, SourceStatusFrame):
-                self._status(f)
-            elif isinstance(f, EndFrame):
-                self._ended["audio"] += 1
-                self._end_arrival = max(self._end_arrival, f.arrival)
-                if self._ended["audio"] >= self._providers["audio"]:
-                    self.asr.end()
-            self._progress.set()
-
-    def _keep_video(self, t: float) -> bool:
-        """Subsample to the face profile's frame rate (slot grid, robust to timestamp jitter)."""
-        if self._face_first_t is None:
-            self._face_first_t = t
-        slot = int(math.floor((t - self._face_first_t) * self.face_fps + 0.5))
-        if slot <= self._face_fps_slot:
-            return False
-        self._face_fps_slot = slot
-        return True
-
-    async def _video_consumer(self) -> None:
-        ch = self._channels["video"]
-        while True:
-            f = await ch.get()
-            if isinstance(f, VideoFrame):
-                # Frames that queued up meanwhile are analysed together (one embedding pass).
-                batch = [f, *ch.take_media(self.FACE_BATCH - 1)]
-                await self._lead_wait(batch[0].t)
-                batch = [x for x in batch if self._keep_video(x.t)]
-                if not batch:
-                    continue
-                try:
-                    recs = await self.face_stage.process_batch(batch)
-                except Exception as e:  # noqa: BLE001 - bad frames are a missing face, not a crash
-                    self._pending_errors.append(f"face stage: {type(e).__name__}: {e}")
-                    dim = self.face_stage.dim
-                    recs = [
-                        FaceRecord(
-                            x.t,
-                            x.arrival,
-                            np.zeros(dim, np.float32),
-                            False,
-                            None,
-                            0.0,
-                            1.0,
-                            0.0,
-                            float("inf"),
-                            None,
-                            0.0,
-                        )
-                        for x in batch
-                    ]
-                for x, rec in zip(batch, recs, strict=True):
-                    self._video.append(rec)
-                    self._arrivals["video"].append((rec.t, x.arrival))
-            elif isinstance(f, SourceStatusFrame):
-                self._status(f)
-            elif isinstance(f, EndFrame):
-                self._ended["video"] += 1
-                self._end_arrival = max(self._end_arrival, f.arrival)
-            self._progress.set()
-
     # ----------------------------------------------------------------------------------------------
-    # windows
+    # windows and delivery
     # ----------------------------------------------------------------------------------------------
-    def _media_end(self) -> float:
-        v_end = self._video.end + 1.0 / self.face_fps if self._video.records or self._video.end else 0.0
-        return max(self._audio.end, v_end)
-
-    def _asr_caught_up(self, t_end: float) -> bool:
-        if (
-            not self.asr.enabled
-            or self._ended["audio"] >= self._providers["audio"]
-            and self.asr.done.is_set()
-        ):
-            return True
-        return self.asr.processed_until >= t_end - 1e-6
-
-    def _ready(self, t_end: float) -> bool:
-        if not (self._live("audio") or self._live("video")):
-            # Nothing is delivering media: no data can complete the window. Live streams still get
-            # their (all-missing) windows on the wall clock, in _wait_ready.
-            return False
-        for m, clock in (("audio", self._audio.end), ("video", self._video.end)):
-            if self._live(m) and clock < t_end - 1e-6:
-                return False
-        # Recognition must have heard the window, also after the audio stream ended (it lags behind);
-        # not when the audio source is down (then there is nothing left to recognise).
-        audio_flowing = self._live("audio") or (
-            self._ended["audio"] >= self._providers["audio"] > 0 and not self._is_down("audio")
-        )
-        return not (audio_flowing and self._audio.end > 0 and not self._asr_caught_up(t_end))
-
-    async def _wait_ready(self, t_end: float) -> bool:
-        """True when window ending at ``t_end`` can be processed; False when the streams ended before it."""
-        while True:
-            if self._all_ended():
-                await self.asr.done.wait()
-                return self._media_end() >= t_end - 1e-6
-            if self._ready(t_end):
-                return True
-            if self.realtime and self.clock.now() >= t_end + self.cfg.queues.live_wait_s:
-                return True  # live: a lagging modality does not hold the stream back
-            self._progress.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), timeout=0.05 if self.realtime else 1.0)
-
-    async def _window_loop(self) -> None:
+    async def _run_windows(self) -> None:
+        assert self.loop is not None
         try:
-            while True:
-                t_end = self._schedule.next_end()
-                if await self._wait_ready(t_end):
-                    spec = self._schedule.take()
-                    if self._all_ended() and self.asr.done.is_set():
-                        spec.final = self._schedule.is_last(self._media_end())
-                    await self._process(spec)
-                    if spec.final:
-                        break
-                    continue
-                spec = self._schedule.final(self._media_end())
-                if spec is not None:
-                    await self._process(spec)
-                elif self._seq == 0 and (self.errors or any(self._down.values())):
-                    # Nothing playable at all (corrupt file, no device): one event says why.
-                    await self._process(WindowSpec(0, 0.0, self._media_end(), final=True))
-                break
+            await self.loop.run()
         finally:
             self.finished.set()
             if not self._closed:
                 self._events.put_nowait(_STOP)
 
-    def _down_reason(self, m: str, t0: float, t1: float) -> str:
-        """Why modality ``m`` had no source during [t0, t1), or ""."""
-        if self._providers[m] == 0:
-            return f"no {m} source"
-        reason, down = "", False
-        for t, ok, why in self._down[m]:
-            if t >= t1 and t > t0:  # a status at t0 still counts for an empty window [t0, t0]
-                break
-            down, reason = (not ok), why
-        if down:
-            return reason
-        if self._ended[m] >= self._providers[m] and t1 > (
-            self._audio.end if m == "audio" else self._video.end
-        ):
-            return reason or "stream ended"
-        return ""
+    def _take_errors(self) -> list[str]:
+        errors, self._pending_errors[:] = list(self._pending_errors), []
+        return errors
 
-    def _arrival_of(self, t_end: float) -> float:
-        """Monotonic time at which the media completing the window arrived."""
-        best = 0.0
-        for m in ("audio", "video"):
-            for t, arr in self._arrivals[m]:
-                if t >= t_end - 1e-6:
-                    best = max(best, arr)
-                    break
-            else:
-                if self._arrivals[m]:
-                    best = max(best, self._arrivals[m][-1][1], self._end_arrival)
-        return best or time.monotonic()
-
-    async def _process(self, spec: WindowSpec) -> None:
-        t_ready = self._arrival_of(spec.t_end)
-        pcm, coverage = self._audio.slice(spec.t_start, spec.t_end)
-        speech = self._audio.speech(spec.t_start, spec.t_end)
-        records = self._video.slice(spec.t_start, spec.t_end)
-        words = WordTimeline(list(self.asr.committed), list(self.asr.tentative))
-        committed, tentative = words.slice(spec.t_start, spec.t_end, self.cfg.text_health.use_tentative)
-        asr_error = self.asr.error_for(spec.t_start, spec.t_end)
-        reasons = {m: self._down_reason(m, spec.t_start, spec.t_end) for m in ("audio", "video")}
-        vad_ms = sum(self._vad_ms)
-        self._vad_ms.clear()
-        asr_ms, self.asr.iter_ms = self.asr.iter_ms, []
-        errors, self._pending_errors = self._pending_errors, []
-        inputs = WindowInputs(spec, pcm, coverage, speech, records, committed, tentative, asr_error, reasons)
-        try:
-            ev = await asyncio.to_thread(self.windows, inputs)
-        except Exception as e:  # noqa: BLE001 - keep the sequence gapless: emit a degraded event
-            ev = self.windows.failed(spec, f"window processing failed: {type(e).__name__}: {e}")
-        ev.errors += errors
-        if asr_error:
-            ev.errors.append(f"asr: {asr_error}")
-        ev.latency_ms["vad"] = vad_ms
-        if asr_ms:
-            ev.latency_ms["asr"] = float(np.mean(asr_ms))
-        ev.dropped = {
+    def _dropped(self) -> dict[str, int]:
+        return {
             "audio_samples": self._channels["audio"].dropped_samples
             + sum(getattr(s, "dropped_samples", 0) for s in self.sources),
             "video_frames": self._channels["video"].dropped_frames
             + sum(getattr(s, "dropped_frames", 0) for s in self.sources),
         }
-        ev.seq = self._seq
-        self._seq += 1
-        ev.wall_time = time.time()
-        ev.e2e_latency_ms = (time.monotonic() - t_ready) * 1e3
-        await self._deliver(ev)
-        # Bounded memory: drop media that no later window can use.
-        # The final window may start one hop earlier than the next regular one.
-        keep_from = self._schedule.next_end() - self.cfg.window.hop_s - self.cfg.window.window_s
-        self._audio.trim(keep_from)
-        self._video.trim(keep_from)
-        self.asr.trim(keep_from)
-        for m in self._arrivals:
-            while len(self._arrivals[m]) > 1 and self._arrivals[m][1][0] < spec.t_end:
-                self._arrivals[m].popleft()
-        self._progress.set()
 
     async def _deliver(self, ev: EmotionEvent) -> None:
         if self.keep_events:

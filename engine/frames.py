@@ -151,6 +151,8 @@ class EmotionEvent:
     transcript: str
     tentative: str = ""
     words: list[Word] = field(default_factory=list)
+    new_words: list[Word] = field(default_factory=list)  # committed by this window: each word in one event
+    asr: dict[str, str] = field(default_factory=dict)  # the window's recognition pass: state, reason
     face: FaceInfo | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
     e2e_latency_ms: float = 0.0
@@ -173,6 +175,7 @@ class EmotionEvent:
         d = dict(d)
         d["modalities"] = {k: ModalityHealth(**v) for k, v in d["modalities"].items()}
         d["words"] = [Word(**w) for w in d.get("words", [])]
+        d["new_words"] = [Word(**w) for w in d.get("new_words", [])]
         d["face"] = FaceInfo(**d["face"]) if d.get("face") else None
         d["experts"] = {k: ExpertReading(**v) for k, v in d.get("experts", {}).items()}
         return cls(**d)

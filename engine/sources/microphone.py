@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.aio import within
 from engine.frames import AudioFrame, EndFrame, SourceStatusFrame
 from engine.sources.base import Emit, MediaClock, Source
 from engine.sources.resample import StreamResampler
@@ -102,9 +103,8 @@ class MicrophoneSource(Source):
                     continue
                 resampler = StreamResampler(sr)
                 t_next: float | None = None
-            try:
-                pcm, t_cap, arrival = await asyncio.wait_for(q.get(), timeout=self.stall_s)
-            except TimeoutError:
+            got, item = await within(q.get(), self.stall_s)
+            if not got:
                 # No callback for stall_s: the device vanished or the stream stalled.
                 active = bool(getattr(self._stream, "active", False))
                 await asyncio.to_thread(self._close_stream)
@@ -114,6 +114,7 @@ class MicrophoneSource(Source):
                     healthy = False
                 await asyncio.sleep(self.reopen_s)
                 continue
+            pcm, t_cap, arrival = item
             if healthy is not True:
                 await emit(SourceStatusFrame("audio", True, "", clock.now(), self.name))
                 healthy = True

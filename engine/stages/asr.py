@@ -1,125 +1,183 @@
-"""Streaming ASR stage: feeds audio to the LocalAgreement policy and runs recognition iterations in a
-worker thread, without ever blocking the audio path.
+"""Streaming recognition with a bounded re-decode window: one decoder pass per fusion window.
 
-Audio is handed over with ``feed`` (cheap, event-loop side). ``run`` waits for enough new audio and
-runs one iteration on everything that accumulated: when recognition is slower than real time each
-iteration simply covers more audio, and the policy's buffer bound keeps the lag from drifting.
-A recogniser exception is recorded (``last_error``) and the stream goes on.
+Each window's pass decodes exactly the window's audio (``window.window_s``, 4 s by default), so a pass
+costs the same after an hour as after a second: recognition cannot stall or drift. When the speech
+features are the Whisper encoder states of the same model (the offline profile), the pass decodes the
+encoder output the speech features already computed: one encoder run per window serves both.
+
+Stitching across overlapping windows:
+
+- **Forced prefix.** Words already committed inside the window are forced as the decoder's prefix, and
+  the committed words before the window are its prompt; only the words after the prefix are new.
+- **Commit rule.** A new word is committed when ``agreement`` consecutive passes agree on it
+  (LocalAgreement), when it is about to leave the next window (it would never be heard again), when
+  the speech segment ended (the VAD heard ``end_silence_s`` of silence after it), or at the end of the
+  stream. The rest is the tentative tail.
+- **Guards.** A pass is rejected as a hallucination when the model itself says "no speech"
+  (``no_speech_prob`` with a low log-probability) or when its new text compresses too well (a loop);
+  a repeated n-gram is cut after its first occurrence; the decoder gets at most ``tokens_per_s`` new
+  tokens per second of audio. Windows without speech (VAD) get no pass.
+- **Lag policy.** In live mode a pass that would start more than ``max_lag_s`` after its audio arrived
+  is skipped (the next window re-hears most of that audio): text then reads "ASR lagging", which is
+  not the same as "no speech".
+
+``StreamingASR`` is synchronous and owns the word lists: the window loop runs one step per window, in
+order, and reads the lists between steps. Nothing else writes them.
 """
 
 from __future__ import annotations
 
-import asyncio
+import math
+import re
 import time
-from collections import deque
-from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from engine.config import ASRStreamConfig
 from engine.frames import Word
-from engine.stages.asr_policy import LocalAgreementPolicy, Recogniser
+
+SR = 16000
+LEAVE_MARGIN_S = 0.3  # a word ending this close after the next window's start is cut there: commit it
 
 
-class ASRStage:
-    def __init__(self, recogniser: Recogniser | None, cfg: ASRStreamConfig) -> None:
+def _key(text: str) -> str:
+    return re.sub(r"[^\w']+", "", text.lower())
+
+
+@dataclass
+class ASRPass:
+    """What one window's recognition step did."""
+
+    state: str  # "decoded" | "no speech" | "no audio" | "skipped" | "rejected" | "failed" | "disabled"
+    reason: str = ""  # for skipped / rejected / failed
+    new: list[Word] = field(default_factory=list)  # words committed by this step
+    ms: float = 0.0  # decoder time (encoder time is counted with the speech features when shared)
+    encode_ms: float = 0.0  # encoder time when recognition encoded the window itself
+
+
+class StreamingASR:
+    def __init__(self, recogniser: Any | None, cfg: ASRStreamConfig, hop_s: float, window_s: float) -> None:
+        self.rec = recogniser
         self.cfg = cfg
+        self.hop_s, self.window_s = hop_s, window_s
         self.enabled = cfg.enabled and recogniser is not None
-        self.policy = LocalAgreementPolicy(recogniser, cfg) if self.enabled else None  # type: ignore[arg-type]
         self.committed: list[Word] = []
         self.tentative: list[Word] = []
-        self.processed_until = 0.0
-        self.last_error = ""
-        self.failures: list[tuple[float, float, str]] = []  # (from, to) media span a failed pass covered
-        self.errors: list[str] = []
-        self.iter_ms: list[float] = []
-        self._pending: deque[tuple[np.ndarray, float]] = deque()
-        self._wake = asyncio.Event()
-        self._ended = False
-        self.done = asyncio.Event()
+        self.skipped = 0  # passes skipped to keep up (live)
+        self.rejected = 0  # passes rejected by a guard
 
-    def feed(self, pcm: np.ndarray, t: float) -> None:
+    # -- one window -----------------------------------------------------------------------------------
+    def step(
+        self,
+        t0: float,
+        t1: float,
+        pcm: np.ndarray,
+        *,
+        speech: list[tuple[float, float]] | None,
+        threshold: float = 0.5,
+        encoded: np.ndarray | None = None,
+        final: bool = False,
+    ) -> ASRPass:
+        """Recognise window [t0, t1) whose audio ``pcm`` starts at media time ``t0`` (a gap inside it
+        shifts the later word times by its length: dropouts are rare and short).
+
+        ``speech``: VAD (time, prob) per chunk of the window (None: no VAD, every window is decoded).
+        ``encoded``: the window's encoder output when the speech features computed it."""
         if not self.enabled:
-            return
-        self._pending.append((pcm, t))
-        self._wake.set()
+            return ASRPass("disabled")
+        voiced = [t for t, p in speech if p >= threshold] if speech is not None else [t1 - 0.032]
+        if not voiced or len(pcm) < 0.1 * SR:
+            # Silence (or no audio): the utterance is over; what was heard of it stands.
+            new = self._commit(list(self.tentative))
+            return ASRPass("no speech" if len(pcm) else "no audio", new=new)
+        t_enc = time.perf_counter()
+        if encoded is None:
+            encoded = self.rec.encode(pcm)
+        encode_ms = (time.perf_counter() - t_enc) * 1e3 if encoded is not None else 0.0
+        inside = [w for w in self.committed if w.start >= t0 + 0.02]
+        before = [w for w in self.committed if w.start < t0 + 0.02][-self.cfg.prompt_words :]
+        t = time.perf_counter()
+        dec = self.rec.decode(
+            encoded,
+            len(pcm),
+            prompt=" ".join(w.text for w in before) or None,
+            prefix=" ".join(w.text for w in inside) or None,
+            max_new_tokens=int(math.ceil(self.cfg.tokens_per_s * len(pcm) / SR)) + 8,
+            repeat_limit=self.cfg.repeat_limit,
+        )
+        ms = (time.perf_counter() - t) * 1e3
+        last_end = self.committed[-1].end if self.committed else -math.inf
+        hyp = [
+            Word(w.text.strip(), t0 + w.start, t0 + w.end, w.probability, committed=False)
+            for w in dec.words
+            if w.text.strip()
+        ]
+        # Words heard again (a prefix the decoder did not keep) overlap the committed ones: drop them.
+        hyp = [w for w in hyp if 0.5 * (w.start + w.end) > last_end]
+        why = self._rejected(dec)
+        if why:
+            self.rejected += 1
+            self.tentative = []
+            return ASRPass("rejected", why, ms=ms, encode_ms=encode_ms)
+        n = len(hyp) if final or self.cfg.agreement == 1 else self._agreed(hyp)
+        # Words that end before the next window starts will not be heard again: commit them now.
+        leaving = t1 + self.hop_s - self.window_s + LEAVE_MARGIN_S
+        while n < len(hyp) and hyp[n].end <= leaving:
+            n += 1
+        # The speech segment ended inside the window: its words are final.
+        seg_end = voiced[-1] + 0.032
+        if t1 - seg_end >= self.cfg.end_silence_s:
+            while n < len(hyp) and hyp[n].start < seg_end:
+                n += 1
+        new = self._commit(hyp[:n])
+        self.tentative = hyp[n:]
+        return ASRPass("decoded", new=new, ms=ms, encode_ms=encode_ms)
 
-    def error_for(self, t0: float, t1: float) -> str:
-        """The error of a failed recognition pass that covered part of [t0, t1), or ""."""
-        for a, b, msg in reversed(self.failures):
-            if a < t1 and b > t0:
-                return msg
-        return ""
+    def skip(self, reason: str) -> ASRPass:
+        """No pass for this window (compute is behind); the tentative tail stays for the next pass."""
+        self.skipped += 1
+        return ASRPass("skipped", reason)
+
+    def fail(self, error: str) -> ASRPass:
+        self.tentative = []
+        return ASRPass("failed", error)
+
+    def finish(self) -> list[Word]:
+        """End of the stream: the tentative tail is all there will be."""
+        return self._commit(list(self.tentative))
 
     def trim(self, before: float) -> None:
-        """Forget words and failures that end before media time ``before`` (bounded memory)."""
-        self.committed = [w for w in self.committed if w.end >= before]
-        self.failures = [f for f in self.failures if f[1] >= before]
-        if self.policy is not None:
-            self.policy.trim(before)
+        """Forget committed words that end before ``before`` (bounded memory), keeping the prompt."""
+        keep = self.cfg.prompt_words
+        old = [w for w in self.committed[:-keep] if w.end < before] if keep else []
+        if old:
+            self.committed = self.committed[len(old) :]
 
-    def end(self) -> None:
-        self._ended = True
-        self._wake.set()
+    # -- helpers --------------------------------------------------------------------------------------
+    def _rejected(self, dec: Any) -> str:
+        c = self.cfg
+        if dec.no_speech_prob > c.no_speech_prob and dec.avg_logprob < c.min_logprob:
+            return f"no speech (no-speech probability {dec.no_speech_prob:.2f})"
+        if dec.compression_ratio > c.max_compression_ratio:
+            return f"repetitive output (compression ratio {dec.compression_ratio:.1f})"
+        return ""
 
-    def _guard(self, fn: Callable[[], None], timed: bool = True) -> None:
-        """Run recognition work; a failure is recorded and the stream goes on."""
-        assert self.policy is not None
-        t0 = time.perf_counter()
-        span_start = self.policy.buffer_start
-        try:
-            fn()
-            self.last_error = ""
-        except Exception as e:  # noqa: BLE001 - a recogniser failure must not stop the stream
-            self.last_error = f"{type(e).__name__}: {e}"
-            self.errors.append(self.last_error)
-            self.failures.append((span_start, self.policy.buffer_end, self.last_error))
-            self.policy.on_error()
-            self.tentative = []
-        finally:
-            self.processed_until = max(self.processed_until, self.policy.processed_until)
-            if timed:
-                self.iter_ms.append((time.perf_counter() - t0) * 1e3)
+    def _agreed(self, hyp: list[Word]) -> int:
+        """Length of the common prefix of this pass's new words and the previous pass's tentative tail."""
+        n = 0
+        for a, b in zip(hyp, self.tentative, strict=False):
+            if _key(a.text) != _key(b.text):
+                break
+            n += 1
+        return n
 
-    def _drain(self) -> None:
-        assert self.policy is not None
-        while self._pending:  # deque.popleft is thread-safe against feed() on the loop thread
-            pcm, t = self._pending.popleft()
-            self.committed += self.policy.insert_audio(pcm, t)  # a gap > 1 s finishes the utterance
-
-    def _step(self) -> None:
-        assert self.policy is not None
-        self._drain()
-        upd = self.policy.process_iter()
-        self.committed += upd.committed
-        self.tentative = upd.tentative
-
-    def _finish(self) -> None:
-        assert self.policy is not None
-        self._drain()
-        self.committed += self.policy.finish()
-        self.tentative = []
-        self.policy.processed_until = self.policy.buffer_end
-
-    def _work(self) -> None:
-        """Blocking (worker thread): take the new audio and run as many iterations as it allows."""
-        assert self.policy is not None
-        self._guard(self._drain, timed=False)
-        while self.policy.ready():
-            self._guard(self._step)
-
-    async def run(self) -> None:
-        if not self.enabled:
-            self.done.set()
-            return
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                ended = self._ended
-                await asyncio.to_thread(self._work)
-                if ended:
-                    await asyncio.to_thread(self._guard, self._finish)
-                    return
-        finally:
-            self.done.set()
+    def _commit(self, words: list[Word]) -> list[Word]:
+        out = [Word(w.text, w.start, w.end, w.probability, True) for w in words]
+        self.committed.extend(out)
+        if words:
+            self.tentative = [w for w in self.tentative if w.start >= out[-1].end - 1e-3]
+        else:
+            self.tentative = list(self.tentative)
+        return out

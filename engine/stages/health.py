@@ -8,6 +8,7 @@ modality from the others.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -101,9 +102,10 @@ def text_health(
     tentative: list[Word],
     cfg: TextHealthConfig,
     audio: ModalityHealth,
-    asr_error: str = "",
+    asr: Any = None,
     asr_enabled: bool = True,
 ) -> ModalityHealth:
+    """``asr``: the window's recognition pass (``engine.stages.asr.ASRPass``: state and reason)."""
     n_c, n_t = len(committed), len(tentative)
     stats = {"committed_words": n_c, "tentative_words": n_t}
     if not asr_enabled:
@@ -114,6 +116,11 @@ def text_health(
     usable = n_c + (n_t if cfg.use_tentative else 0)
     if usable >= cfg.min_words:
         return ModalityHealth("present", "", stats)
-    if asr_error:
-        return _missing(f"asr error: {asr_error}", **stats)
-    return _missing("no committed words", **stats)
+    state, why = getattr(asr, "state", ""), getattr(asr, "reason", "")
+    if state == "failed":
+        return _missing(f"asr error: {why}", **stats)
+    if state == "skipped":
+        return _missing(why or "ASR lagging", **stats)
+    if state == "rejected":
+        return _missing(f"no words: recognition rejected ({why})", **stats)
+    return _missing("no words recognised", **stats)

@@ -51,10 +51,11 @@ class WindowSchedule:
             self.cfg.min_final_s, 1e-6
         )
 
-    def final(self, media_end: float) -> WindowSpec | None:
-        """The closing window at the end of a stream, if enough new media arrived after the last one."""
+    def final(self, media_end: float, force: bool = False) -> WindowSpec | None:
+        """The closing window at the end of a stream, if enough new media arrived after the last one
+        (``force``: in any case, e.g. to close what is still pending)."""
         last_end = self.index * self.cfg.hop_s
-        if media_end - last_end < max(self.cfg.min_final_s, 1e-6):
+        if media_end - last_end < max(self.cfg.min_final_s, 1e-6) and not force:
             return None
         spec = WindowSpec(self.index, max(0.0, media_end - self.cfg.window_s), media_end, final=True)
         self.index += 1
@@ -86,6 +87,13 @@ class AudioTimeline:
         span = max(1, int(round((t1 - t0) * SR)))
         pcm = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         return pcm, min(1.0, covered / span)
+
+    def first_sample(self, t0: float, t1: float) -> float:
+        """Media time of the first received sample in [t0, t1) (t0 when none): where ``slice`` starts."""
+        for t, pcm in self.chunks:
+            if t + len(pcm) / SR > t0 and t < t1:
+                return max(t0, t)
+        return t0
 
     def speech(self, t0: float, t1: float) -> list[float]:
         return [p.prob for p in self.vad if t0 <= p.t < t1]

@@ -1,5 +1,6 @@
-"""Window processing (blocking, worker thread): modality health, feature extraction, NaN checks,
-fusion with reconstruction, smoothing, the face expert reading, and the EmotionEvent."""
+"""Window processing (blocking, worker thread): modality health, speech features and the window's
+recognition pass, text and face features, NaN checks, fusion with reconstruction, smoothing, the face
+expert reading, and the EmotionEvent."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.frames import EmotionEvent, ExpertReading, FaceInfo, ModalityHealth, Word
+from engine.frames import EmotionEvent, ExpertReading, FaceInfo, ModalityHealth
+from engine.stages.asr import StreamingASR
 from engine.stages.face import FaceRecord, expert_reading
 from engine.stages.fusion import EMASmoother, FusionModel, FusionStage
 from engine.stages.health import audio_health, text_health, video_health
+from engine.stages.speech_text import SpeechTextStage
 from engine.stages.window import WindowSpec
 from models.modalities import MODALITIES, condition_name
 
@@ -25,12 +28,11 @@ class WindowInputs:
     spec: WindowSpec
     pcm: np.ndarray  # [n] float32, 16 kHz: the window's received audio
     coverage: float  # received fraction of the window (0..1)
-    speech: list[float]  # VAD speech probability per 32 ms chunk
+    speech: list[tuple[float, float]]  # VAD (media time, speech probability) per 32 ms chunk
     records: list[FaceRecord]  # analysed video frames
-    committed: list[Word]
-    tentative: list[Word]
-    asr_error: str  # error of a failed recognition pass over the window, or ""
     reasons: dict[str, str]  # audio/video: why the source is down, or ""
+    skip_asr: str = ""  # live and behind: why this window gets no recognition pass
+    pcm_t: float | None = None  # media time of pcm's first sample (default: the window start)
 
 
 class WindowProcessor:
@@ -41,15 +43,21 @@ class WindowProcessor:
         fusion: FusionStage,
         fusion_model: FusionModel,
         vad_enabled: bool,
-        asr_enabled: bool,
+        asr: StreamingASR,
     ) -> None:
         self.cfg = cfg
         self.extractors = extractors
         self.fusion = fusion
         self.fusion_model = fusion_model
         self.vad_enabled = vad_enabled
-        self.asr_enabled = asr_enabled
+        self.asr = asr
+        self.speech_text = SpeechTextStage(
+            extractors, asr, cfg.text_health.use_tentative, cfg.audio_health.vad_threshold
+        )
         self.smoother = EMASmoother(cfg.ema_alpha)
+
+    def trim(self, before: float) -> None:
+        self.asr.trim(before)
 
     def failed(self, spec: WindowSpec, msg: str) -> EmotionEvent:
         """A degraded event for a window whose processing raised (keeps seq gapless)."""
@@ -72,17 +80,30 @@ class WindowProcessor:
         )
 
     def __call__(self, w: WindowInputs) -> EmotionEvent:
-        """Blocking (worker thread): health, features, fusion for one window."""
-        spec, pcm, records, committed, tentative = w.spec, w.pcm, w.records, w.committed, w.tentative
+        """Blocking (worker thread): health, features, recognition, fusion for one window."""
+        spec, pcm, records = w.spec, w.pcm, w.records
         lat: dict[str, float] = {}
         errors: list[str] = []
         t0 = time.perf_counter()
         hc = self.cfg
-        a_h = audio_health(pcm, w.coverage, w.speech, hc.audio_health, w.reasons["audio"], self.vad_enabled)
+        probs = [p for _, p in w.speech]
+        a_h = audio_health(pcm, w.coverage, probs, hc.audio_health, w.reasons["audio"], self.vad_enabled)
         v_h = video_health(records, max(spec.duration, 1e-3), hc.video_health, w.reasons["video"])
-        t_h = text_health(committed, tentative, hc.text_health, a_h, w.asr_error, self.asr_enabled)
-        health = {"text": t_h, "audio": a_h, "video": v_h}
         lat["health"] = (time.perf_counter() - t0) * 1e3
+        st = self.speech_text(
+            spec.t_start,
+            spec.t_end,
+            pcm,
+            spec.t_start if w.pcm_t is None else w.pcm_t,
+            a_h,
+            w.speech if self.vad_enabled else None,
+            w.skip_asr,
+            spec.final,
+        )
+        lat.update(st.latency_ms)
+        committed, tentative = st.committed, st.tentative
+        t_h = text_health(committed, tentative, hc.text_health, a_h, st.asr, self.asr.enabled)
+        health = {"text": t_h, "audio": a_h, "video": v_h}
         words = committed + tentative
         transcript = " ".join(w.text for w in committed)
         feats: dict[str, np.ndarray] = {}
@@ -100,7 +121,8 @@ class WindowProcessor:
                 errors.append(f"{m} features: {type(e).__name__}: {e}")
                 return
             finally:
-                lat[f"{m}_features"] = (time.perf_counter() - t) * 1e3
+                if m != "audio":
+                    lat[f"{m}_features"] = (time.perf_counter() - t) * 1e3
             if x.ndim != 2 or x.shape[0] == 0:
                 health[m] = ModalityHealth("missing", "no feature frames", health[m].stats)
             elif not np.all(np.isfinite(x)):
@@ -108,8 +130,13 @@ class WindowProcessor:
             else:
                 feats[m] = x
 
+        def speech_features() -> np.ndarray:
+            if st.error:
+                raise RuntimeError(st.error)
+            return st.features
+
         ex = self.extractors
-        extract("audio", lambda: ex.speech(pcm))
+        extract("audio", speech_features)
         extract("text", lambda: ex.text(" ".join(w.text for w in words)))
         extract("video", lambda: np.stack([r.feature for r in records if r.present]))
         avail = np.array([1.0 if health[m].usable else 0.0 for m in MODALITIES], np.float32)
@@ -153,9 +180,13 @@ class WindowProcessor:
                 p = head(x)
                 names = self.fusion_model.class_names
                 experts[name] = ExpertReading(
-                    f"{name}_head", {c: float(v) for c, v in zip(names, p, strict=True)},
-                    names[int(np.argmax(p))], int(len(x)),
+                    f"{name}_head",
+                    {c: float(v) for c, v in zip(names, p, strict=True)},
+                    names[int(np.argmax(p))],
+                    int(len(x)),
                 )
+        if st.asr.state == "failed":
+            errors.append(f"asr: {st.asr.reason}")
         if records:
             lat["face"] = float(np.mean([r.ms for r in records]))
         lat["window"] = (time.perf_counter() - t0) * 1e3
@@ -173,6 +204,8 @@ class WindowProcessor:
             transcript=transcript,
             tentative=" ".join(w.text for w in tentative),
             words=committed + tentative,
+            new_words=st.new,
+            asr={"state": st.asr.state, "reason": st.asr.reason},
             face=face,
             latency_ms=lat,
             model=fm.identity,

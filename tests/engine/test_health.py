@@ -7,6 +7,7 @@ import pytest
 
 from engine.config import AudioHealthConfig, TextHealthConfig, VideoHealthConfig
 from engine.frames import ModalityHealth, Word
+from engine.stages.asr import ASRPass
 from engine.stages.face import FaceRecord
 from engine.stages.health import audio_health, text_health, video_health
 from models.encoders.audio import load_audio
@@ -93,12 +94,17 @@ def test_text_rules() -> None:
     w = [Word("jacket", 1.0, 1.3)]
     assert text_health(w, [], T, ok).state == "present"
     assert text_health([], w, T, ok).state == "present"  # tentative words count by default
-    assert text_health([], w, TextHealthConfig(use_tentative=False), ok).reason == "no committed words"
-    assert text_health([], [], T, ok).reason == "no committed words"
+    assert text_health([], w, TextHealthConfig(use_tentative=False), ok).reason == "no words recognised"
+    assert text_health([], [], T, ok).reason == "no words recognised"
     assert text_health(w, [], T, silent).reason == "no speech (silence)"
-    assert (
-        text_health([], [], T, ok, asr_error="RuntimeError: boom").reason == "asr error: RuntimeError: boom"
-    )
+    failed = ASRPass("failed", "RuntimeError: boom")
+    assert text_health([], [], T, ok, failed).reason == "asr error: RuntimeError: boom"
+    # A pass skipped to keep up is not silence: the reason says recognition is lagging.
+    lagging = ASRPass("skipped", "ASR lagging: window started 2.0 s after its media")
+    assert text_health([], [], T, ok, lagging).reason.startswith("ASR lagging")
+    assert text_health(w, [], T, ok, lagging).state == "present"  # earlier passes' words still count
+    rejected = ASRPass("rejected", "repetitive output (compression ratio 3.1)")
+    assert "rejected" in text_health([], [], T, ok, rejected).reason
     assert text_health(w, [], T, ok, asr_enabled=False).reason == "speech recognition disabled"
 
 

@@ -184,10 +184,16 @@ def test_nan_features(extractors: Any, fusion: Any, backend: Any) -> None:
 
 
 class FailingASR:
+    """A recogniser whose every pass raises (it shares no encoder with the speech features)."""
+
     def __init__(self) -> None:
         self.calls = 0
 
-    def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> Any:
+    def encode(self, audio: np.ndarray) -> Any:
+        self.calls += 1
+        raise RuntimeError("recogniser crashed")
+
+    def decode(self, *a: Any, **k: Any) -> Any:
         self.calls += 1
         raise RuntimeError("recogniser crashed")
 
@@ -205,7 +211,7 @@ def test_asr_exception(extractors: Any, fusion: Any, backend: Any) -> None:
         assert e.modalities["audio"].state == "present"
         assert e.modalities["video"].state == "present"
         t = e.modalities["text"]
-        assert t.state == "reconstructed" and t.reason.startswith("asr error"), t
+        assert t.state == "reconstructed" and t.reason.startswith("asr error"), (t, e.asr)
     assert any("recogniser crashed" in x for e in events for x in e.errors)
 
 

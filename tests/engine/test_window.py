@@ -107,7 +107,11 @@ def test_config_yaml_and_validation() -> None:
     with pytest.raises(ValueError, match="unknown key"):
         load_engine_config(None, ["windw.hop_s=1"])
     with pytest.raises(ValueError, match="max_lead_s"):
-        load_engine_config(None, ["queues.max_lead_s=1.5"])
+        load_engine_config(None, ["queues.max_lead_s=0.5"])
+    with pytest.raises(ValueError, match="agreement"):
+        load_engine_config(None, ["asr.agreement=3"])
+    with pytest.raises(ValueError, match="30 s"):
+        load_engine_config(None, ["window.window_s=40", "window.hop_s=1"])
     assert EngineConfig().ema_alpha == 0.0
 
 

@@ -1,0 +1,84 @@
+"""Speech features and the window's recognition pass (blocking, in the window's worker thread).
+
+With the offline profile the speech features are the Whisper encoder states of the same model the
+recogniser runs, so the window is encoded once: the states become the audio features and the encoder
+output goes to the decoder. Otherwise each model runs on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.frames import ModalityHealth, Word
+from engine.stages.asr import ASRPass, StreamingASR
+from engine.stages.window import WordTimeline
+
+
+@dataclass
+class SpeechText:
+    """What the audio track gave the window."""
+
+    features: np.ndarray | None  # speech frames, or None (audio unusable or extraction failed)
+    error: str  # why feature extraction failed, or ""
+    asr: ASRPass
+    committed: list[Word]  # committed words of the window (midpoint inside)
+    tentative: list[Word]
+    new: list[Word]  # words committed by this window's pass
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+class SpeechTextStage:
+    def __init__(self, extractors: Any, asr: StreamingASR, use_tentative: bool, vad_threshold: float) -> None:
+        self.ex = extractors
+        self.asr = asr
+        self.use_tentative = use_tentative
+        self.vad_threshold = vad_threshold
+        speech = getattr(extractors, "speech", None)
+        same = getattr(speech, "same_encoder", None)
+        self.shared = bool(asr.enabled and same is not None and same(getattr(extractors, "asr", None)))
+
+    def __call__(
+        self,
+        t0: float,
+        t1: float,
+        pcm: np.ndarray,
+        pcm_t: float,
+        audio: ModalityHealth,
+        speech: list[tuple[float, float]] | None,
+        skip_asr: str,
+        final: bool,
+    ) -> SpeechText:
+        lat: dict[str, float] = {}
+        feats, encoded, error = None, None, ""
+        if audio.usable:
+            t = time.perf_counter()
+            try:
+                if self.shared:
+                    feats, encoded = self.ex.speech.encode_window(pcm)
+                else:
+                    feats = np.asarray(self.ex.speech(pcm), np.float32)
+            except Exception as e:  # noqa: BLE001 - an extractor failure is a missing modality
+                error = f"{type(e).__name__}: {e}"
+            lat["audio_features"] = (time.perf_counter() - t) * 1e3
+        try:
+            if skip_asr:
+                step = self.asr.skip(skip_asr)
+            else:
+                step = self.asr.step(
+                    pcm_t, t1, pcm, speech=speech, threshold=self.vad_threshold, encoded=encoded, final=final
+                )
+        except Exception as e:  # noqa: BLE001 - a recogniser failure must not stop the stream
+            step = self.asr.fail(f"{type(e).__name__}: {e}")
+        if final:
+            step.new += self.asr.finish()
+        if step.ms:
+            lat["asr"] = step.ms
+        if step.encode_ms:
+            lat["asr_encode"] = step.encode_ms
+        words = WordTimeline(list(self.asr.committed), list(self.asr.tentative))
+        committed, tentative = words.slice(t0, t1, self.use_tentative)
+        return SpeechText(feats, error, step, committed, tentative, step.new, lat)

@@ -1,0 +1,134 @@
+"""The window loop: waits until a window's media is in, processes it, and hands the event on.
+
+A window is processed once every live modality has media past its end (fast replay: always waits;
+live: at most ``queues.live_wait_s`` late), in order, one at a time. Processing runs in a worker
+thread (``WindowProcessor``: health, speech features, the window's recognition pass, text features,
+fusion). Live, a window that starts more than ``asr.max_lag_s`` after its media arrived gets no
+recognition pass, so the stream keeps up instead of falling further behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.frames import EmotionEvent
+from engine.media import MODALITIES, MediaState
+from engine.sources.base import MediaClock
+from engine.stages.window import WindowSchedule, WindowSpec
+from engine.stages.window_processor import WindowInputs, WindowProcessor
+
+
+class WindowLoop:
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        media: MediaState,
+        processor: WindowProcessor,
+        deliver: Callable[[EmotionEvent], Awaitable[None]],
+        *,
+        realtime: bool,
+        clock: Callable[[], MediaClock],
+        take_errors: Callable[[], list[str]],
+        vad_ms: Callable[[], list[float]],
+        dropped: Callable[[], dict[str, int]],
+        has_errors: Callable[[], bool],
+    ) -> None:
+        self.cfg, self.media, self.processor, self.deliver = cfg, media, processor, deliver
+        self.realtime = realtime
+        self.clock = clock
+        self.take_errors, self.vad_ms, self.dropped, self.has_errors = (
+            take_errors,
+            vad_ms,
+            dropped,
+            has_errors,
+        )
+        self.schedule = WindowSchedule(cfg.window)
+        self.seq = 0
+
+    async def wait_ready(self, t_end: float) -> bool:
+        """True when the window ending at ``t_end`` can be processed; False when the streams ended
+        before it."""
+        media = self.media
+        while True:
+            if media.all_ended():
+                return media.media_end() >= t_end - 1e-6
+            if media.ready(t_end):
+                return True
+            if self.realtime and self.clock().now() >= t_end + self.cfg.queues.live_wait_s:
+                return True  # live: a lagging modality does not hold the stream back
+            await media.wait_progress(0.05 if self.realtime else 1.0)
+
+    async def run(self) -> None:
+        while True:
+            t_end = self.schedule.next_end()
+            if await self.wait_ready(t_end):
+                spec = self.schedule.take()
+                if self.media.all_ended():
+                    spec.final = self.schedule.is_last(self.media.media_end())
+                await self.process(spec)
+                if spec.final:
+                    return
+                continue
+            # The closing window, also when (live) the stream ended right on the last window's end: the
+            # last event of a stream is always marked final, and its pass commits the tentative words.
+            spec = self.schedule.final(self.media.media_end(), force=self.seq > 0)
+            if spec is not None:
+                await self.process(spec)
+            elif self.seq == 0 and (self.has_errors() or any(self.media.down.values())):
+                # Nothing playable at all (corrupt file, no device): one event says why.
+                await self.process(WindowSpec(0, 0.0, self.media.media_end(), final=True))
+            return
+
+    def inputs(self, spec: WindowSpec, t_ready: float) -> WindowInputs:
+        media = self.media
+        pcm, coverage = media.audio.slice(spec.t_start, spec.t_end)
+        speech = [(p.t, p.prob) for p in media.audio.vad if spec.t_start <= p.t < spec.t_end]
+        records = media.video.slice(spec.t_start, spec.t_end)
+        reasons = {m: media.down_reason(m, spec.t_start, spec.t_end) for m in MODALITIES}
+        lag = time.monotonic() - t_ready if self.realtime else 0.0
+        skip_asr = (
+            f"ASR lagging: window started {lag:.1f} s after its media" if lag > self.cfg.asr.max_lag_s else ""
+        )
+        pcm_t = media.audio.first_sample(spec.t_start, spec.t_end)
+        return WindowInputs(spec, pcm, coverage, speech, records, reasons, skip_asr, pcm_t)
+
+    async def process(self, spec: WindowSpec) -> None:
+        t_ready = self.media.arrival_of(spec.t_end)
+        inputs = self.inputs(spec, t_ready)
+        vad_ms = self.vad_ms()
+        vad_total = sum(vad_ms)
+        vad_ms.clear()
+        errors = self.take_errors()
+        try:
+            ev = await asyncio.to_thread(self.processor, inputs)
+        except Exception as e:  # noqa: BLE001 - keep the sequence gapless: emit a degraded event
+            ev = self.processor.failed(spec, f"window processing failed: {type(e).__name__}: {e}")
+        ev.errors = errors + ev.errors
+        ev.latency_ms["vad"] = vad_total
+        await self._emit(ev, t_ready)
+        # Bounded memory: drop media that no later window can use.
+        # The final window may start one hop earlier than the next regular one.
+        keep_from = self.schedule.next_end() - self.cfg.window.hop_s - self.cfg.window.window_s
+        self.media.trim(keep_from, spec.t_end)
+        self.processor.trim(keep_from)
+        self.media.progress.set()
+
+    async def _emit(self, ev: EmotionEvent, t_ready: float) -> None:
+        ev.dropped = self.dropped()
+        ev.seq = self.seq
+        self.seq += 1
+        ev.wall_time = time.time()
+        ev.e2e_latency_ms = (time.monotonic() - t_ready) * 1e3
+        if not np.isfinite(ev.e2e_latency_ms):
+            ev.e2e_latency_ms = 0.0
+        await self.deliver(ev)
+
+    def describe(self) -> dict[str, Any]:
+        asr = self.processor.asr
+        return {"windows": self.seq, "asr_skipped": asr.skipped, "asr_rejected": asr.rejected}
