@@ -147,12 +147,26 @@ async def amain(args: argparse.Namespace) -> int:
         cfg = build_config(args)
     except (ValueError, FileNotFoundError) as e:
         return _fail(f"bad configuration: {e}")
+    from engine.sources.file_replay import FileReplaySource, MediaFileError
+    from engine.stages.fusion import check_checkpoint
+
+    sources = build_sources(args)
+    try:
+        check_checkpoint(cfg)
+    except FileNotFoundError as e:
+        return _fail(str(e))
+    try:
+        for src in sources:
+            if isinstance(src, FileReplaySource):
+                src.check()  # a file asked for at start fails here, before any model loads
+    except MediaFileError as e:
+        return _fail(str(e))
     sinks = []
     if not args.no_display:
         sinks.append(console_sink(force_plain=args.plain))
     if args.jsonl:
         sinks.append(JSONLSink(args.jsonl))
-    eng = Engine(cfg, build_sources(args), sinks, keep_events=False, announce_untrained=False)
+    eng = Engine(cfg, sources, sinks, keep_events=False, announce_untrained=False)
     tty = sys.stdout.isatty() and not args.plain
     print("loading models...", file=sys.stderr, flush=True)
     try:

@@ -118,23 +118,66 @@ class ASRStreamConfig:
             raise ValueError("asr.max_compression_ratio must be > 1 and asr.no_speech_prob in [0, 1]")
 
 
+# Which backend reads each BackendConfig field (name and device: all of them).
+BACKEND_FIELDS = {
+    "threads": ("onnxruntime", "torch"),
+    "graph_optimization": ("onnxruntime",),
+    "cache_dir": ("onnxruntime", "tensorrt"),
+    "mode": ("torch",),
+    "dtype": ("torch",),
+    "precision": ("tensorrt",),
+    "calibration": ("tensorrt",),
+}
+
+
 @dataclass
 class BackendConfig:
+    """The fusion backend (docs/engine.md, "Backends"). A field that the chosen backend does not read
+    must stay at its default: it is refused rather than silently dropped."""
+
     name: str = "onnxruntime"
     device: str = "cpu"
     threads: int = 2  # onnxruntime intra-op threads / torch threads
     graph_optimization: str = "all"  # onnxruntime: disable | basic | extended | all
-    cache_dir: str | None = None  # exported graphs; default: the user's cache (XDG_CACHE_HOME)
+    cache_dir: str | None = None  # exported graphs / engines; default: the user's cache (XDG_CACHE_HOME)
+    mode: str = "eager"  # torch: eager | compile | cuda_graphs
+    dtype: str = "fp32"  # torch: fp32 | fp16 | bf16 (half precision on CUDA devices only)
+    precision: str = "fp16"  # tensorrt: fp32 | fp16 | int8
+    calibration: str | None = None  # tensorrt int8: .npz of real window inputs to calibrate on
 
     def __post_init__(self) -> None:
         if self.name not in BACKENDS:
             raise ValueError(f"backend name must be one of {BACKENDS}, got {self.name!r}")
         if self.threads < 1:
-            raise ValueError(f"backend threads must be >= 1, got {self.threads}")
+            raise ValueError(f"backend.threads must be >= 1, got {self.threads}")
         if self.graph_optimization not in ("disable", "basic", "extended", "all"):
             raise ValueError(
-                f"graph_optimization must be disable|basic|extended|all, got {self.graph_optimization!r}"
+                "backend.graph_optimization must be disable, basic, extended or all, "
+                f"got {self.graph_optimization!r}"
             )
+        if self.mode not in ("eager", "compile", "cuda_graphs"):
+            raise ValueError(f"backend.mode must be eager, compile or cuda_graphs, got {self.mode!r}")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"backend.dtype must be fp32, fp16 or bf16, got {self.dtype!r}")
+        if self.precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(f"backend.precision must be fp32, fp16 or int8, got {self.precision!r}")
+        if self.calibration is not None and self.precision != "int8":
+            raise ValueError("backend.calibration is for backend.precision=int8")
+        defaults = BackendConfig.__dataclass_fields__
+        for f, users in BACKEND_FIELDS.items():
+            if self.name not in users and getattr(self, f) != defaults[f].default:
+                raise ValueError(
+                    f"backend.{f} is read by the {' and '.join(users)} backend(s), not by {self.name}; "
+                    "leave it out or choose that backend"
+                )
+
+    def options(self) -> dict[str, object]:
+        """The keyword options ``create_backend`` gets for this backend."""
+        opts: dict[str, object] = {"device": self.device}
+        for f, users in BACKEND_FIELDS.items():
+            if self.name in users:
+                opts["calibration_npz" if f == "calibration" else f] = getattr(self, f)
+        return opts
 
 
 @dataclass

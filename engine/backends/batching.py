@@ -59,15 +59,17 @@ class BatchingBackend(FusionBackend):
         self.stats = BatchStats()
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = False
+        self._lock = threading.Lock()  # orders "closed?" + enqueue against stop()'s closing sentinel
         self._thread = threading.Thread(target=self._run, name="fusion-batcher", daemon=True)
         self._thread.start()
 
     def infer(self, inputs: FusionInputs) -> FusionResult:
         """Blocking, thread-safe: returns this caller's rows once its batch has run."""
-        if self._closed:
-            raise RuntimeError("BatchingBackend is closed")
         req = _Request(inputs)
-        self._queue.put(req)
+        with self._lock:  # a request is either queued before the closing sentinel, or refused
+            if self._closed:
+                raise RuntimeError("BatchingBackend is closed")
+            self._queue.put(req)
         req.done.wait()
         if req.error is not None:
             raise req.error
@@ -114,10 +116,12 @@ class BatchingBackend(FusionBackend):
 
     def stop(self) -> None:
         """Finish the queued windows and stop batching; the wrapped backend stays open."""
-        if not self._closed:
+        with self._lock:
+            if self._closed:
+                return
             self._closed = True
             self._queue.put(None)
-            self._thread.join(timeout=10)
+        self._thread.join(timeout=10)
 
     def close(self) -> None:
         self.stop()

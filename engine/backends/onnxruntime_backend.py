@@ -55,7 +55,6 @@ class OnnxRuntimeBackend(FusionBackend):
         graph_optimization: str = "all",
         cache_dir: str | None = None,
         onnx_path: str | Path | None = None,
-        **_: object,
     ) -> None:
         super().__init__(model_id)
         import onnxruntime as ort

@@ -109,7 +109,7 @@ class TensorRTBackend(FusionBackend):
     def __init__(self, model: torch.nn.Module | None, model_id: str, device: str = "cuda",
                  precision: str = "fp16", profile: dict[str, Any] | ProfileShapes | None = None,
                  cache_dir: str | None = None, onnx_path: str | Path | None = None, cuda_graphs: bool = True,
-                 workspace_mb: int = 1024, calibration_npz: str | None = None, **_: object) -> None:
+                 workspace_mb: int = 1024, calibration_npz: str | None = None) -> None:
         super().__init__(model_id)
         try:
             trt = _import_tensorrt()

@@ -3,6 +3,8 @@ fp16/bf16 on a GPU. It is also the backend that runs CUDA without an export step
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -16,7 +18,7 @@ class TorchBackend(FusionBackend):
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, model_id: str, device: str = "cpu", threads: int | None = None,
-                 mode: str = "eager", dtype: str = "fp32", **_: object) -> None:
+                 mode: str = "eager", dtype: str = "fp32") -> None:
         super().__init__(model_id)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"torch backend: device {device!r} requested but CUDA is not available")
@@ -33,6 +35,9 @@ class TorchBackend(FusionBackend):
         self.device = torch.device(device)
         self.dtype = _DTYPES[dtype]
         self.mode = mode
+        first = next(model.parameters(), None)
+        if first is not None and (first.device != self.device or first.dtype != self.dtype):
+            model = copy.deepcopy(model)  # the caller's model (maybe shared) keeps its device and dtype
         self.model = model.to(self.device, self.dtype).eval()
         if mode == "compile":
             self._run = torch.compile(self.model, dynamic=True)

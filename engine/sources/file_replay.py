@@ -23,6 +23,10 @@ from models.encoders.audio import TARGET_SR
 _DONE = object()
 
 
+class MediaFileError(ValueError):
+    """A media file the user asked for cannot be replayed (missing, empty, not media, no usable track)."""
+
+
 class FileReplaySource(Source):
     modalities = ("audio", "video")
 
@@ -44,6 +48,40 @@ class FileReplaySource(Source):
         self.want_audio, self.want_video = audio, video
         self.max_seconds = max_seconds
         self.modalities = tuple(m for m, w in (("audio", audio), ("video", video)) if w)
+
+    def check(self) -> None:
+        """Fail fast, with one line, on a file that cannot give any of the wanted tracks: missing, a
+        folder, empty, not a container PyAV opens, or without a decodable audio/video frame. (Once a
+        stream runs, a file that breaks is a missing modality instead: see ``run``.)"""
+        import av
+
+        p = self.path
+        if not p.exists():
+            raise MediaFileError(f"{p}: no such file")
+        if p.is_dir():
+            raise MediaFileError(f"{p}: is a folder, not a media file")
+        if p.stat().st_size == 0:
+            raise MediaFileError(f"{p}: is empty (0 bytes)")
+        try:
+            container = av.open(str(p))
+        except (OSError, av.error.FFmpegError, ValueError) as e:
+            raise MediaFileError(f"{p}: not a media file that can be decoded ({e})") from None
+        wanted = " or ".join(m for m in ("audio", "video") if m in self.modalities)
+        with container:
+            streams = [
+                s
+                for m, s in (("audio", container.streams.audio), ("video", container.streams.video))
+                if m in self.modalities and s
+            ]
+            if not streams:
+                raise MediaFileError(f"{p}: has no {wanted} track")
+            for track in streams:
+                try:
+                    for _ in container.decode(track[0]):
+                        return  # one decodable frame of a wanted track is enough
+                except (av.error.FFmpegError, ValueError, OSError):
+                    continue
+        raise MediaFileError(f"{p}: no {wanted} frame could be decoded")
 
     # -- blocking decode, run in a worker thread -------------------------------------------------
     def _decode(self, offset: float) -> Iterator[Frame]:

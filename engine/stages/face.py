@@ -13,9 +13,18 @@ import numpy as np
 
 from engine.frames import VideoFrame
 
-# FER2013 (mini-Xception) class -> engine class. Disgust, fear and surprise have no counterpart among
-# ang/hap/neu/sad; the expert reading renormalises over the four that do.
-FER_TO_ENGINE = {"ang": "angry", "hap": "happy", "neu": "neutral", "sad": "sad"}
+# Face-model class names -> engine class, for each model's own names: FER2013 (mini-Xception: angry,
+# happy, ...) and FER+ (DenseFace: anger, happiness, ...). Disgust, fear, surprise and contempt have no
+# counterpart among ang/hap/neu/sad; the expert reading renormalises over the classes that do.
+FACE_TO_ENGINE = {
+    "angry": "ang",
+    "anger": "ang",
+    "happy": "hap",
+    "happiness": "hap",
+    "neutral": "neu",
+    "sad": "sad",
+    "sadness": "sad",
+}
 
 
 @dataclass
@@ -109,17 +118,19 @@ class FaceStage:
 
 
 def expert_reading(
-    records: list[FaceRecord], class_names: tuple[str, ...], fer_names: tuple[str, ...]
+    records: list[FaceRecord], class_names: tuple[str, ...], face_names: tuple[str, ...]
 ) -> tuple[dict[str, float], int] | None:
-    """Mean FER probabilities over the window's face frames mapped to the engine's classes."""
+    """Mean face-model probabilities over the window's face frames, mapped to the engine's classes by
+    the model's own class names (``face_names``, in the order of its output)."""
     probs = [r.probs for r in records if r.present and r.probs is not None]
     if not probs:
         return None
     mean = np.mean(np.stack(probs), axis=0)
-    idx = {n: i for i, n in enumerate(fer_names)}
-    vals = np.array(
-        [mean[idx[FER_TO_ENGINE[c]]] if FER_TO_ENGINE.get(c) in idx else 0.0 for c in class_names]
-    )
+    vals = np.zeros(len(class_names))
+    for i, name in enumerate(face_names):
+        c = FACE_TO_ENGINE.get(name.lower())
+        if c in class_names:
+            vals[class_names.index(c)] += mean[i]
     total = float(vals.sum())
     if total <= 0:
         return None

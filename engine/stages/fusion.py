@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,21 @@ def _weights_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def check_checkpoint(cfg: EngineConfig) -> Path | None:
+    """The checkpoint file ``cfg`` names (None: untrained), or FileNotFoundError saying how to get one.
+    Cheap: command-line tools call it before loading any model."""
+    if not cfg.checkpoint:
+        return None
+    path = resolve_path(cfg.checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint not found: {cfg.checkpoint}. The shipped model is {SHIPPED_CHECKPOINT} (rebuild "
+            "it with `make train-offline`); pass --checkpoint PATH for another trained model, or "
+            "--checkpoint none for an untrained one."
+        )
+    return path
+
+
 def load_fusion_model(
     cfg: EngineConfig, extractor_description: dict[str, Any], dims: dict[str, int]
 ) -> FusionModel:
@@ -58,13 +74,7 @@ def load_fusion_model(
         from models.checkpoint import load_checkpoint, read_metadata
         from models.encoders.profile import profile_mismatches
 
-        path = resolve_path(cfg.checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"checkpoint not found: {cfg.checkpoint}. The shipped model is {SHIPPED_CHECKPOINT} (rebuild "
-                "it with `make train-offline`); pass --checkpoint PATH for another trained model, or "
-                "--checkpoint none for an untrained one."
-            )
+        path = check_checkpoint(cfg)
         info = FusionMeta.from_extra(read_metadata(path)["extra"], source=f"checkpoint {path.name}")
         recorded = info.extractor_profile
         diffs = profile_mismatches(recorded, extractor_description)
@@ -115,15 +125,7 @@ def load_fusion_model(
 
 def build_backend(fm: FusionModel, cfg: EngineConfig) -> FusionBackend:
     b = cfg.backend
-    return create_backend(
-        b.name,
-        fm.model,
-        fm.cache_key,
-        device=b.device,
-        threads=b.threads,
-        graph_optimization=b.graph_optimization,
-        cache_dir=b.cache_dir,
-    )
+    return create_backend(b.name, fm.model, fm.cache_key, **b.options())
 
 
 class FusionStage:

@@ -168,11 +168,13 @@ class WindowProcessor:
             face = FaceInfo(faces[-1].box, float(np.median([r.score for r in faces])))
         experts: dict[str, ExpertReading] = {}
         if hc.expert:
-            fer = getattr(getattr(ex.face, "embedder", None), "class_names", None)
-            reading = expert_reading(records, self.fusion_model.class_names, tuple(fer)) if fer else None
+            embedder = getattr(ex.face, "embedder", None)
+            names = getattr(embedder, "class_names", None)
+            reading = expert_reading(records, self.fusion_model.class_names, tuple(names)) if names else None
             if reading is not None:
                 probs, n = reading
-                experts["face"] = ExpertReading("mini_xception_fer2013", probs, max(probs, key=probs.get), n)
+                model = getattr(embedder, "model_name", type(embedder).__name__)
+                experts["face"] = ExpertReading(model, probs, max(probs, key=probs.get), n)
             for name, head in self.fusion_model.experts.items():
                 x = feats.get(head.modality)
                 if x is None:

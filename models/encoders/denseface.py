@@ -175,6 +175,7 @@ class DenseFaceOutput:
 class DenseFaceEmbedder:
     """Batched gray-crop -> (342-d feature, FER+ probabilities); weights loaded once."""
 
+    model_name = "denseface_ferplus"  # how engine events label this model's own reading
     input_size = INPUT_SIZE
     class_names = FERPLUS_CLASSES
 

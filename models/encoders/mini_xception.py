@@ -138,6 +138,7 @@ class ExpressionOutput:
 class MiniXceptionEmbedder:
     """Batched gray-crop -> (128-d feature, 7-class probabilities); weights loaded once."""
 
+    model_name = "mini_xception_fer2013"  # how engine events label this model's own reading
     input_size = INPUT_SIZE
     feature_dim = FEATURE_DIM
     class_names = CLASS_NAMES

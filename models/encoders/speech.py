@@ -185,8 +185,18 @@ class Wav2Vec2Extractor:
         else:
             local_only = not self.cfg.allow_download or Path(self.cfg.model).is_dir()
             try:
-                self.model = Wav2Vec2Model.from_pretrained(self.cfg.model, local_files_only=local_only)
+                self.model = Wav2Vec2Model.from_pretrained(
+                    self.cfg.model, local_files_only=local_only, use_safetensors=True
+                )  # safetensors only: a pickled pytorch_model.bin can run code when it loads
             except OSError as e:
+                from .text import _has_only_pickled_weights
+
+                if "safetensors" in str(e).lower() or _has_only_pickled_weights(self.cfg.model):
+                    raise RuntimeError(
+                        f"wav2vec2 model {self.cfg.model!r} has no safetensors weights; only pickled "
+                        "weights (pytorch_model.bin), which this project does not load. Convert it once "
+                        "with `model.save_pretrained(DIR, safe_serialization=True)`."
+                    ) from e
                 raise RuntimeError(
                     f"wav2vec2 model {self.cfg.model!r} is not available locally. Download it once "
                     f"(`huggingface-cli download {self.cfg.model}`), set speech.wav2vec2.allow_download=true "

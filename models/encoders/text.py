@@ -91,8 +91,18 @@ class TextEncoder:
                 self.tokenizer = AutoTokenizer.from_pretrained(
                     self.cfg.tokenizer or target, local_files_only=local_only
                 )
-                self.model = AutoModel.from_pretrained(target, local_files_only=local_only)
+                # safetensors only: a pickled pytorch_model.bin can run code when it loads
+                self.model = AutoModel.from_pretrained(
+                    target, local_files_only=local_only, use_safetensors=True
+                )
             except OSError as e:
+                if "safetensors" in str(e).lower() or _has_only_pickled_weights(target):
+                    raise RuntimeError(
+                        f"text model {target!r} has no safetensors weights; only pickled weights "
+                        "(pytorch_model.bin), which this project does not load. Convert it once with "
+                        "`model.save_pretrained(DIR, safe_serialization=True)` or pick a model that "
+                        "ships model.safetensors."
+                    ) from e
                 raise RuntimeError(
                     f"text model {target!r} is not available locally. Download it once "
                     f"(`huggingface-cli download {target}`), set text.allow_download=true when online, "
@@ -123,3 +133,9 @@ class TextEncoder:
         """One transcript -> float32 [L, D] (no padding)."""
         feats, mask = self.encode([text])
         return feats[0][mask[0]]
+
+
+def _has_only_pickled_weights(target: str) -> bool:
+    """A local model folder with pytorch_model.bin and no .safetensors file."""
+    p = Path(target)
+    return p.is_dir() and any(p.glob("pytorch_model*.bin")) and not any(p.glob("*.safetensors"))

@@ -104,6 +104,45 @@ def test_batching_backend_returns_each_stream_its_own_result(backends):
         shared.infer(windows[0])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: a second device to move to")
+def test_torch_backend_leaves_a_shared_model_where_it_was(backends):
+    model = backends[0]  # the CPU fp32 model the other backends were built from
+    gpu = create_backend("torch", model, "tiny-test", device="cuda", dtype="fp16")
+    p = next(model.parameters())
+    assert p.device.type == "cpu" and p.dtype == torch.float32  # what the next backend built from it sees
+    assert next(gpu.model.parameters()).dtype == torch.float16
+
+
+def test_batching_backend_infer_racing_stop_never_hangs(backends):
+    """A window submitted while stop() runs is either served or refused; it never waits forever. The
+    queue below calls stop() from another thread at the worst moment: after infer() found the backend
+    open, before its request is queued."""
+    import queue as queue_mod
+
+    _, ort_b, _ = backends
+    shared = BatchingBackend(ort_b, max_batch=4, max_wait_ms=1.0)
+    real_put = shared._queue.put
+    stopper: list[threading.Thread] = []
+
+    def put_racing_stop(item, *a, **k):  # noqa: ANN001, ANN002, ANN003
+        if item is not None and not stopper:
+            stopper.append(threading.Thread(target=shared.stop))
+            stopper[0].start()
+            stopper[0].join(timeout=0.3)  # stop() completes here unless it must wait for this put
+        real_put(item, *a, **k)
+
+    shared._queue.put = put_racing_stop  # type: ignore[method-assign]
+    out: queue_mod.Queue = queue_mod.Queue()
+    t = threading.Thread(target=lambda: out.put(shared.infer(_windows(1)[0])), daemon=True)
+    t.start()
+    t.join(timeout=10)
+    assert not t.is_alive(), "infer() hung: its request was queued after the closing sentinel"
+    assert out.get_nowait().probs.shape[0] == 1
+    stopper[0].join(timeout=10)
+    with pytest.raises(RuntimeError, match="closed"):
+        shared.infer(_windows(1)[0])
+
+
 def test_batching_backend_failure_reaches_every_waiting_stream(backends):
     _, ort_b, _ = backends
     bad = FusionInputs.from_samples([{"text": np.zeros((2, 99), np.float32), "audio": np.zeros((2, 12), np.float32),

@@ -68,3 +68,42 @@ def test_repetition_loops_are_cut_after_their_first_occurrence():
     assert _cut_repetition([1, 2, 3, 1, 2, 3, 1, 2, 3, 9], 3) == ([1, 2, 3], True)
     assert _cut_repetition([1, 2, 1, 2, 3], 3) == ([1, 2, 1, 2, 3], False)  # twice is not a loop
     assert _cut_repetition([4, 4, 4], 2) == ([4], True)
+
+
+def save_pickled(model, folder):
+    """A model folder as older tools wrote it: config.json and a pickled pytorch_model.bin."""
+    import torch
+
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+
+
+@pytest.mark.parametrize("kind", ["text", "speech"])
+def test_user_models_with_only_pickled_weights_are_refused(kind, tmp_path):
+    """Hugging Face models the user points at load from safetensors only; a folder with nothing but a
+    pickled pytorch_model.bin is refused with a message that says how to convert it."""
+    import torch
+    from transformers import BertConfig, BertModel, Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    if kind == "text":
+        from models.encoders.text import TextConfig, TextEncoder, offline_minilm_path
+
+        model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64), add_pooling_layer=False)
+        save_pickled(model, tmp_path)
+        build = lambda: TextEncoder(TextConfig(model=str(tmp_path), tokenizer=str(offline_minilm_path())))  # noqa: E731
+    else:
+        from models.encoders.speech import Wav2Vec2Config as W2VCfg
+        from models.encoders.speech import Wav2Vec2Extractor
+
+        model = Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                             intermediate_size=64, conv_dim=(32,) * 7))
+        save_pickled(model, tmp_path)
+        build = lambda: Wav2Vec2Extractor(W2VCfg(model=str(tmp_path)))  # noqa: E731
+    assert (tmp_path / "pytorch_model.bin").is_file() and not list(tmp_path.glob("*.safetensors"))
+    with pytest.raises(RuntimeError, match="no safetensors weights"):
+        build()
+    (tmp_path / "pytorch_model.bin").unlink()
+    model.save_pretrained(tmp_path)  # converted to safetensors: now it loads
+    build()

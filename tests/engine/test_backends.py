@@ -126,6 +126,39 @@ def test_registry_errors(small_model: CMARR) -> None:
             create_backend("torch", small_model, "x", device="cuda")
 
 
+def test_unknown_backend_options_are_refused(small_model: CMARR, tmp_path) -> None:  # noqa: ANN001
+    """An option a backend does not read is an error, never silently dropped: torch timed in fp32 next
+    to TensorRT in fp16 because "precision" went nowhere."""
+    with pytest.raises(ValueError, match=r"backend torch does not take option\(s\) \['precision'\]"):
+        create_backend("torch", small_model, "x", precision="fp16")
+    with pytest.raises(ValueError, match="does not take option"):
+        create_backend("onnxruntime", small_model, "x", cache_dir=str(tmp_path), mode="compile")
+    from engine.config import BackendConfig, load_engine_config
+
+    # The config reaches every mode of every backend, and refuses a field the chosen backend ignores.
+    assert BackendConfig(name="torch", threads=1).options() == {
+        "device": "cpu",
+        "threads": 1,
+        "mode": "eager",
+        "dtype": "fp32",
+    }
+    trt = BackendConfig(name="tensorrt", device="cuda", precision="int8", calibration="calib.npz")
+    assert trt.options() == {
+        "device": "cuda",
+        "cache_dir": None,
+        "precision": "int8",
+        "calibration_npz": "calib.npz",
+    }
+    with pytest.raises(ValueError, match="backend.precision is read by the tensorrt"):
+        load_engine_config(None, ["backend.name=torch", "backend.precision=int8"])
+    with pytest.raises(ValueError, match="backend.mode must be"):
+        load_engine_config(None, ["backend.name=torch", "backend.mode=turbo"])
+    with pytest.raises(ValueError, match="calibration is for"):
+        BackendConfig(name="tensorrt", calibration="calib.npz")
+    cfg = load_engine_config(None, ["backend.name=torch", "backend.threads=1"])
+    assert cfg.backend.options()["threads"] == 1
+
+
 def test_default_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert ortb.default_cache_dir() == tmp_path / "cmarr-engine" / "onnx"

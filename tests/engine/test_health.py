@@ -111,3 +111,30 @@ def test_text_rules() -> None:
 def test_health_state_is_validated() -> None:
     with pytest.raises(ValueError, match="state"):
         ModalityHealth("gone")
+
+
+def test_face_expert_maps_each_models_own_class_names() -> None:
+    """FER+ (DenseFace, paper profile) names are not FER2013's: a happy face must read hap, not the
+    {"neu": 1.0} that a FER2013-only mapping gave; each model labels its reading with its own name."""
+    from engine.stages.face import expert_reading
+    from models.encoders.denseface import FERPLUS_CLASSES, DenseFaceEmbedder
+    from models.encoders.mini_xception import CLASS_NAMES, MiniXceptionEmbedder
+
+    def rec(names: tuple[str, ...], top: str) -> FaceRecord:
+        p = np.full(len(names), 0.02, np.float32)
+        p[names.index(top)] = 1.0 - 0.02 * (len(names) - 1)
+        return FaceRecord(0.0, 0.0, np.zeros(4, np.float32), True, (0, 0, 1, 1), 0.9, 0.0, 100.0, 1.0, p, 0.0)
+
+    classes = ("ang", "hap", "neu", "sad")
+    for names, top, want in (
+        (FERPLUS_CLASSES, "happiness", "hap"),
+        (FERPLUS_CLASSES, "sadness", "sad"),
+        (FERPLUS_CLASSES, "anger", "ang"),
+        (CLASS_NAMES, "happy", "hap"),
+        (CLASS_NAMES, "angry", "ang"),
+    ):
+        probs, n = expert_reading([rec(names, top)] * 3, classes, names)
+        assert max(probs, key=probs.get) == want and n == 3, (names, top, probs)
+        assert abs(sum(probs.values()) - 1.0) < 1e-6
+    assert DenseFaceEmbedder.model_name == "denseface_ferplus"
+    assert MiniXceptionEmbedder.model_name == "mini_xception_fer2013"
