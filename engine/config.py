@@ -186,12 +186,15 @@ class QueueConfig:
     video_frames: int = 8  # bounded video queue in lossless mode; live sources keep only the latest frame
     max_lead_s: float = 6.0  # consumers pause when this far ahead of the next window end (backpressure)
     live_wait_s: float = 1.0  # live: a window waits at most this long (wall) for a lagging modality
+    sink_drain_s: float = 30.0  # on close, how long each sink may take to handle its queued events
 
     def __post_init__(self) -> None:
         if self.audio_frames < 1 or self.video_frames < 1:
             raise ValueError("queue sizes must be >= 1")
         if self.max_lead_s <= 0 or self.live_wait_s <= 0:
             raise ValueError("max_lead_s and live_wait_s must be > 0")
+        if self.sink_drain_s < 0:
+            raise ValueError(f"queues.sink_drain_s must be >= 0, got {self.sink_drain_s}")
 
 
 @dataclass

@@ -92,11 +92,9 @@ class VideoConsumer:
         self._slot = slot
         return True
 
-    def _blank(self, f: VideoFrame) -> FaceRecord:
-        dim = self.face.dim
-        return FaceRecord(
-            f.t, f.arrival, np.zeros(dim, np.float32), False, None, 0.0, 1.0, 0.0, math.inf, None, 0.0
-        )
+    def _blank(self, f: VideoFrame, error: str) -> FaceRecord:
+        z = np.zeros(self.face.dim, np.float32)
+        return FaceRecord(f.t, f.arrival, z, False, None, 0.0, 1.0, 0.0, math.inf, None, 0.0, error)
 
     async def run(self) -> None:
         media = self.media
@@ -112,8 +110,9 @@ class VideoConsumer:
                 try:
                     recs = await self.face.process_batch(batch)
                 except Exception as e:  # noqa: BLE001 - bad frames are a missing face, not a crash
-                    self.on_error(f"face stage: {type(e).__name__}: {e}")
-                    recs = [self._blank(x) for x in batch]
+                    why = f"{type(e).__name__}: {e}"
+                    self.on_error(f"face stage: {why}")
+                    recs = [self._blank(x, why) for x in batch]
                 for x, rec in zip(batch, recs, strict=True):
                     media.video.append(rec)
                     media.arrived("video", rec.t, x.arrival)

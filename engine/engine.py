@@ -37,6 +37,7 @@ from engine.consumers import AudioConsumer, Backpressure, VideoConsumer
 from engine.frames import AudioFrame, EmotionEvent, EndFrame, Frame, SourceStatusFrame, VideoFrame
 from engine.media import MediaState
 from engine.sinks.base import Sink
+from engine.sinks.runner import SinkRunner
 from engine.sources.base import MediaClock, Source
 from engine.sources.file_replay import FileReplaySource
 from engine.sources.push import PushSource
@@ -114,6 +115,7 @@ class Engine:
         self._pending_errors: list[str] = []
         self._providers = {m: sum(m in s.modalities for s in self.sources) for m in ("audio", "video")}
         self.loop: WindowLoop | None = None
+        self._sink_runner: SinkRunner | None = None
 
     # ----------------------------------------------------------------------------------------------
     # lifecycle
@@ -192,8 +194,8 @@ class Engine:
             self._channels["video"], self.media, self.face_stage, self._lead, self._pending_errors.append
         )
         info = self.describe()
-        for sink in self.sinks:
-            await self._sink_call(sink, sink.start(info))
+        self._sink_runner = SinkRunner(self.sinks, self.errors.append, cfg.queues.sink_drain_s)
+        await self._sink_runner.start(info)
         self.clock = MediaClock()
         spawn = self._tasks.append
         for src in self.sources:
@@ -234,8 +236,8 @@ class Engine:
                 src.close()
             except Exception as e:  # noqa: BLE001 - closing a broken device must not mask the run
                 self.errors.append(f"closing {src.name}: {e}")
-        for sink in self.sinks:
-            await self._sink_call(sink, sink.close())
+        if self._sink_runner is not None:
+            await self._sink_runner.close()  # each sink takes what is queued for it (bounded wait)
         if self._owns_extractors and self.extractors is not None:
             self.extractors.close()  # native face detector: close before interpreter shutdown
         self.finished.set()
@@ -343,11 +345,5 @@ class Engine:
     async def _deliver(self, ev: EmotionEvent) -> None:
         if self.keep_events:
             self._events.put_nowait(ev)
-        for sink in self.sinks:
-            await self._sink_call(sink, sink.handle(ev))
-
-    async def _sink_call(self, sink: Sink, coro: Any) -> None:
-        try:
-            await coro
-        except Exception as e:  # noqa: BLE001 - a broken sink must not stop the stream
-            self.errors.append(f"sink {sink.name}: {type(e).__name__}: {e}")
+        if self._sink_runner is not None:
+            self._sink_runner.put(ev)  # sinks run on their own tasks: a slow one never holds windows back

@@ -40,6 +40,7 @@ class FaceRecord:
     motion: float  # mean |gray - previous gray| on a 64x64 thumbnail (0..255); inf for the first frame
     probs: np.ndarray | None  # [7] FER2013 expression probabilities when the embedder has a head
     ms: float  # processing time of this frame (ms)
+    error: str = ""  # why the frame could not be analysed (the face stage raised), or ""
 
 
 def _thumb(rgb: np.ndarray) -> np.ndarray:

@@ -81,6 +81,9 @@ def video_health(
         "landmark_loss": loss,
         "motion": float(np.max(motions)) if motions else 0.0,
     }
+    failed = [r for r in records if r.error]
+    if len(failed) * 2 >= n:
+        return _missing(f"face analysis failed: {failed[-1].error}", **stats)
     dark = sum(r.luma < cfg.dark_luma for r in records) / n
     if dark > 0.5:
         return _missing(f"dark frames: mean luma {luma:.0f}", **stats)
