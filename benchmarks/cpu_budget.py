@@ -19,7 +19,6 @@ Timings are medians over ``--repeats`` runs. Ratios are what to compare across m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -27,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.report import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 MONOLOGUE = ROOT / "tests" / "data" / "streams" / "monologue_en_us.flac"
@@ -134,11 +135,7 @@ def main() -> None:
         "text": report["text_ms"],
         "vad": report["vad_ms_per_s"],
     }
-    out = json.dumps(report, indent=1)
-    print(out)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(out + "\n")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report import emit
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MEDIA = ROOT / "tests" / "data" / "streams" / "cremad_1001_x5.mp4"
 
@@ -136,12 +138,7 @@ def main() -> None:
     if not args.media.is_file():
         ap.exit(2, f"soak: {args.media}: no such file\n")
     os.environ.setdefault("GLOG_minloglevel", "2")
-    report = asyncio.run(soak(args))
-    out = json.dumps(report, indent=1)
-    print(out)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(out + "\n")
+    emit(asyncio.run(soak(args)), args.json)
 
 
 if __name__ == "__main__":

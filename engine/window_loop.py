@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import numpy as np
 
 from engine.config import EngineConfig
 from engine.frames import EmotionEvent
@@ -88,7 +85,7 @@ class WindowLoop:
     def inputs(self, spec: WindowSpec, t_ready: float) -> WindowInputs:
         media = self.media
         pcm, coverage = media.audio.slice(spec.t_start, spec.t_end)
-        speech = [(p.t, p.prob) for p in media.audio.vad if spec.t_start <= p.t < spec.t_end]
+        speech = media.audio.speech(spec.t_start, spec.t_end)
         records = media.video.slice(spec.t_start, spec.t_end)
         reasons = {m: media.down_reason(m, spec.t_start, spec.t_end) for m in MODALITIES}
         lag = time.monotonic() - t_ready if self.realtime else 0.0
@@ -125,10 +122,4 @@ class WindowLoop:
         self.seq += 1
         ev.wall_time = time.time()
         ev.e2e_latency_ms = (time.monotonic() - t_ready) * 1e3
-        if not np.isfinite(ev.e2e_latency_ms):
-            ev.e2e_latency_ms = 0.0
         await self.deliver(ev)
-
-    def describe(self) -> dict[str, Any]:
-        asr = self.processor.asr
-        return {"windows": self.seq, "asr_skipped": asr.skipped, "asr_rejected": asr.rejected}

@@ -24,7 +24,6 @@ class SinkRunner:
         self.sinks = sinks
         self.on_error = on_error
         self.drain_s = drain_s
-        self.delivered = {s.name: 0 for s in sinks}
         self._queues: list[asyncio.Queue[Any]] = []
         self._tasks: list[asyncio.Task] = []
 
@@ -44,15 +43,10 @@ class SinkRunner:
     async def _run(self, sink: Sink, q: asyncio.Queue[Any]) -> None:
         while (ev := await q.get()) is not _CLOSE:
             await self._call(sink, sink.handle(ev))
-            self.delivered[sink.name] = self.delivered.get(sink.name, 0) + 1
 
     def put(self, ev: EmotionEvent) -> None:
         for q in self._queues:
             q.put_nowait(ev)
-
-    def backlog(self) -> int:
-        """Events queued but not yet handled, over all sinks."""
-        return sum(q.qsize() for q in self._queues)
 
     async def close(self) -> None:
         for q in self._queues:

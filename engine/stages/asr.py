@@ -92,10 +92,11 @@ class StreamingASR:
             # Silence (or no audio): the utterance is over; what was heard of it stands.
             new = self._commit(list(self.tentative))
             return ASRPass("no speech" if len(pcm) else "no audio", new=new)
-        t_enc = time.perf_counter()
-        if encoded is None:
+        encode_ms = 0.0
+        if encoded is None:  # no shared encoder output: recognition encodes the window itself
+            t_enc = time.perf_counter()
             encoded = self.rec.encode(pcm)
-        encode_ms = (time.perf_counter() - t_enc) * 1e3 if encoded is not None else 0.0
+            encode_ms = (time.perf_counter() - t_enc) * 1e3
         inside = [w for w in self.committed if w.start >= t0 + 0.02]
         before = [w for w in self.committed if w.start < t0 + 0.02][-self.cfg.prompt_words :]
         t = time.perf_counter()
@@ -176,8 +177,6 @@ class StreamingASR:
     def _commit(self, words: list[Word]) -> list[Word]:
         out = [Word(w.text, w.start, w.end, w.probability, True) for w in words]
         self.committed.extend(out)
-        if words:
+        if out:
             self.tentative = [w for w in self.tentative if w.start >= out[-1].end - 1e-3]
-        else:
-            self.tentative = list(self.tentative)
         return out

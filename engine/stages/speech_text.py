@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.frames import ModalityHealth, Word
 from engine.stages.asr import ASRPass, StreamingASR
-from engine.stages.window import WordTimeline
+from engine.stages.window import words_in
 
 
 @dataclass
@@ -79,6 +79,6 @@ class SpeechTextStage:
             lat["asr"] = step.ms
         if step.encode_ms:
             lat["asr_encode"] = step.encode_ms
-        words = WordTimeline(list(self.asr.committed), list(self.asr.tentative))
-        committed, tentative = words.slice(t0, t1, self.use_tentative)
+        committed = words_in(self.asr.committed, t0, t1)
+        tentative = words_in(self.asr.tentative, t0, t1) if self.use_tentative else []
         return SpeechText(feats, error, step, committed, tentative, step.new, lat)

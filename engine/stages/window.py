@@ -95,8 +95,9 @@ class AudioTimeline:
                 return max(t0, t)
         return t0
 
-    def speech(self, t0: float, t1: float) -> list[float]:
-        return [p.prob for p in self.vad if t0 <= p.t < t1]
+    def speech(self, t0: float, t1: float) -> list[tuple[float, float]]:
+        """VAD (chunk start time, speech probability) of the chunks starting in [t0, t1)."""
+        return [(p.t, p.prob) for p in self.vad if t0 <= p.t < t1]
 
     def trim(self, before: float) -> None:
         self.chunks = [(t, p) for t, p in self.chunks if t + len(p) / SR > before]
@@ -119,21 +120,6 @@ class VideoTimeline:
         self.records = [r for r in self.records if r.t >= before]
 
 
-@dataclass
-class WordTimeline:
-    committed: list[Word] = field(default_factory=list)
-    tentative: list[Word] = field(default_factory=list)
-
-    def slice(self, t0: float, t1: float, tentative: bool = True) -> tuple[list[Word], list[Word]]:
-        """Words whose midpoint lies in [t0, t1): (committed, tentative)."""
-
-        def inside(w: Word) -> bool:
-            return t0 <= 0.5 * (w.start + w.end) < t1
-
-        return (
-            [w for w in self.committed if inside(w)],
-            [w for w in self.tentative if inside(w)] if tentative else [],
-        )
-
-    def trim(self, before: float) -> None:
-        self.committed = [w for w in self.committed if w.end >= before]
+def words_in(words: list[Word], t0: float, t1: float) -> list[Word]:
+    """The words whose midpoint lies in [t0, t1)."""
+    return [w for w in words if t0 <= 0.5 * (w.start + w.end) < t1]

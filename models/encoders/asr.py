@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -145,27 +146,19 @@ class WhisperASR:
     # -- one window: encode once, decode with a prompt and a forced prefix ----------------------------
     def encode(self, audio_16k: np.ndarray) -> np.ndarray:
         """Encoder output [1, 1500, D] of up to 30 s of audio, padded to 30 s as Whisper expects."""
-        import ctranslate2
-        from faster_whisper.audio import pad_or_trim
+        return encode_30s(self.model, audio_16k)
 
-        mel = self.model.feature_extractor(np.ascontiguousarray(audio_16k, dtype=np.float32))
-        chunk = np.ascontiguousarray(pad_or_trim(mel[:, :3000])[None], np.float32)
-        out = self.model.model.encode(ctranslate2.StorageView.from_array(chunk), to_cpu=True)
-        return np.asarray(out, dtype=np.float32)
-
-    @property
+    @cached_property
     def tokenizer(self) -> Any:
-        if getattr(self, "_tokenizer", None) is None:
-            from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.tokenizer import Tokenizer
 
-            multi = self.model.model.is_multilingual
-            self._tokenizer = Tokenizer(
-                self.model.hf_tokenizer,
-                multi,
-                task="transcribe",
-                language=(self.cfg.language or "en") if multi else "en",
-            )
-        return self._tokenizer
+        multi = self.model.model.is_multilingual
+        return Tokenizer(
+            self.model.hf_tokenizer,
+            multi,
+            task="transcribe",
+            language=(self.cfg.language or "en") if multi else "en",
+        )
 
     def decode(
         self,
@@ -256,6 +249,24 @@ class WhisperASR:
             for w in seg.words or []:
                 words.append(Word(float(w.start), float(w.end), w.word, float(w.probability)))
         return ASRResult("".join(texts).strip(), words, info.language, duration, opts)
+
+
+def encode_mel(model: Any, mel: np.ndarray) -> np.ndarray:
+    """CTranslate2 Whisper encoder on log-mel [B, 80, 3000] -> float32 [B, 1500, D] on the host."""
+    import ctranslate2
+
+    out = model.model.encode(ctranslate2.StorageView.from_array(mel), to_cpu=True)
+    return np.asarray(out, dtype=np.float32)
+
+
+def encode_30s(model: Any, audio_16k: np.ndarray) -> np.ndarray:
+    """faster-whisper ``model``'s encoder output [1, 1500, D] for up to 30 s of mono 16 kHz audio: its
+    own log-mel front end, padded to 30 s exactly as ``transcribe`` pads (recognition and the speech
+    features both encode through here, so a shared encoder output is the same either way)."""
+    from faster_whisper.audio import pad_or_trim
+
+    mel = model.feature_extractor(np.ascontiguousarray(audio_16k, dtype=np.float32))
+    return encode_mel(model, np.ascontiguousarray(pad_or_trim(mel[:, :3000])[None], np.float32))
 
 
 def _cut_repetition(tokens: list[int], limit: int) -> tuple[list[int], bool]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .asr import OFFLINE, ct2_threads, offline_whisper_path
+from .asr import OFFLINE, ct2_threads, encode_30s, encode_mel, offline_whisper_path
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 50.0  # encoder frames per second
@@ -75,7 +75,7 @@ def _width_from_weights(path: Path) -> int:
 
     model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=1)
     feats = np.zeros((1, 80, _MEL_FRAMES), np.float32)
-    return int(np.asarray(_encode(model, feats)).shape[-1])
+    return int(np.asarray(encode_mel(model, feats)).shape[-1])
 
 
 @lru_cache(maxsize=8)
@@ -86,13 +86,6 @@ def weights_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _encode(model: object, mel: np.ndarray) -> np.ndarray:
-    import ctranslate2
-
-    out = model.model.encode(ctranslate2.StorageView.from_array(mel), to_cpu=True)  # type: ignore[attr-defined]
-    return np.asarray(out, dtype=np.float32)
 
 
 class WhisperStatesExtractor:
@@ -110,20 +103,16 @@ class WhisperStatesExtractor:
             compute_type=self.cfg.compute_type,
             cpu_threads=ct2_threads(self.cfg.cpu_threads),
         )
-        self.dim = int(_encode(self.model, np.zeros((1, 80, _MEL_FRAMES), np.float32)).shape[-1])
+        self.dim = int(encode_mel(self.model, np.zeros((1, 80, _MEL_FRAMES), np.float32)).shape[-1])
 
     def encode_window(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Audio of at most 30 s -> (frames [T, D] as ``__call__`` returns them, the full encoder output
         [1, 1500, D]). The encoder output is what a Whisper decoder of the same model reads, so one pass
         serves both the speech features and recognition (``WhisperASR.decode``)."""
-        from faster_whisper.audio import pad_or_trim
-
         x = np.asarray(audio, dtype=np.float32)
         if x.ndim != 1 or len(x) > _MEL_FRAMES * 160:
             raise ValueError(f"encode_window takes mono audio of at most 30 s, got shape {x.shape}")
-        mel = self.model.feature_extractor(x)
-        chunk = pad_or_trim(mel[:, :_MEL_FRAMES])
-        out = _encode(self.model, np.ascontiguousarray(chunk[None], np.float32))
+        out = encode_30s(self.model, x)
         total = min(int(np.ceil(len(x) / _SAMPLES_PER_FRAME)), _MEL_FRAMES // 2)
         return np.ascontiguousarray(out[0, :total]), out
 
@@ -152,7 +141,7 @@ class WhisperStatesExtractor:
         parts: list[np.ndarray] = []
         for start in range(0, mel.shape[-1], _MEL_FRAMES):  # 30 s chunks, each padded like transcribe()
             chunk = pad_or_trim(mel[:, start : start + _MEL_FRAMES])
-            parts.append(_encode(self.model, np.ascontiguousarray(chunk[None], np.float32))[0])
+            parts.append(encode_mel(self.model, np.ascontiguousarray(chunk[None], np.float32))[0])
         states = np.concatenate(parts) if len(parts) > 1 else parts[0]
         # Keep the frames that cover audio: chunk c contributes frames [c*1500, c*1500 + covered).
         keep: list[np.ndarray] = []
