@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Labelled corpora for train-offline (RAVDESS, EmoDB, MELD, FER2013, CREMA-D; see training/reproduce.py).
 DATA ?= ../shared/data
 
-.PHONY: setup test demo bench bench-engine export train-offline clean
+.PHONY: setup test demo serve bench bench-engine export train-offline clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	# Pin torch first: an unpinned torch pulls several GB of CUDA packages on CPU machines.
 	$(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -e ".[dev,train]" "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev,train,serve]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
 test: setup
@@ -26,6 +26,10 @@ test: setup
 
 demo: setup
 	$(PY) run_live.py --demo
+
+# The streaming service on 127.0.0.1:8765 (docs/serve.md); clients: run_live.py --server, engine.client.
+serve: setup
+	$(PY) -m engine.serve
 
 # Reproduce the shipped model from DATA (about an hour and a half on 2 CPU cores; see its model card),
 # then copy it and its card into models/assets/.

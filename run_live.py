@@ -8,6 +8,8 @@ Examples:
   python run_live.py --video clip.mp4 --fast        replay as fast as the engine goes
   python run_live.py --audio call.wav --jsonl out/call.jsonl --no-display
   python run_live.py --demo                         replay a bundled CREMA-D clip (offline)
+  python run_live.py --camera 0 --server ws://127.0.0.1:8765/v1/stream
+                                                    the engine runs on a server (python -m engine.serve)
 
 Events go to the terminal (a live view on a TTY, plain lines otherwise), to --jsonl as one JSON object
 per window, and nowhere else. The fusion model is the shipped, calibrated CM-ARR
@@ -58,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--no-display", action="store_true", help="no terminal view of events")
     out.add_argument("--plain", action="store_true", help="plain text lines even on a terminal")
     out.add_argument("--jsonl", metavar="PATH", help="write every event as a JSON line to PATH")
+    remote = ap.add_argument_group("server (instead of the in-process engine)")
+    remote.add_argument(
+        "--server", metavar="URL", help="stream to an engine.serve server, e.g. ws://127.0.0.1:8765/v1/stream"
+    )
+    remote.add_argument("--token", help="the server's bearer token (default: $EMOTION_SERVE_TOKEN)")
+    remote.add_argument("--stream-id", default="run_live", help="the stream's name on the server")
     eng = ap.add_argument_group("engine")
     eng.add_argument("--config", metavar="YAML", help="engine config (configs/engine/default.yaml if absent)")
     eng.add_argument(
@@ -82,6 +90,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not (args.camera is not None or args.mic is not None or args.video or args.audio):
         ap.print_help(sys.stderr)
         ap.exit(2, "\nerror: give a source: --camera N, --mic DEVICE, --video PATH, --audio PATH or --demo\n")
+    if args.server:
+        given = (
+            ("--fast", args.fast),
+            ("--config", args.config),
+            ("--checkpoint", args.checkpoint),
+            ("--backend", args.backend),
+            ("--device", args.device),
+            ("--set", args.set),
+        )
+        local = [flag for flag, v in given if v]
+        if local:
+            ap.exit(
+                2,
+                f"error: {', '.join(local)} configure the in-process engine; with --server the server's "
+                "configuration applies (and media is sent at real-time pace)\n",
+            )
     return args
 
 
@@ -118,6 +142,30 @@ def build_sources(args: argparse.Namespace) -> list:
     return sources
 
 
+def check_files(sources: list) -> str | None:
+    """The one-line error of the first file source that cannot be replayed, or None."""
+    from engine.sources.file_replay import FileReplaySource, MediaFileError
+
+    try:
+        for src in sources:
+            if isinstance(src, FileReplaySource):
+                src.check()
+    except MediaFileError as e:
+        return str(e)
+    return None
+
+
+def build_sinks(args: argparse.Namespace) -> list:
+    from engine.sinks import JSONLSink, console_sink
+
+    sinks: list = []
+    if not args.no_display:
+        sinks.append(console_sink(force_plain=args.plain))
+    if args.jsonl:
+        sinks.append(JSONLSink(args.jsonl))
+    return sinks
+
+
 def build_config(args: argparse.Namespace):  # noqa: ANN201 - EngineConfig, imported lazily
     from engine.config import build_engine_config
 
@@ -137,9 +185,44 @@ def banner(text: str, tty: bool) -> None:
         print(f"{line}\n{text}\n{line}", file=sys.stderr, flush=True)
 
 
+async def amain_remote(args: argparse.Namespace) -> int:
+    """Stream the sources to a server and show its events like the in-process engine's."""
+    from websockets.exceptions import WebSocketException
+
+    from engine.client import ServerError, stream_sources
+    from engine.serve.config import TOKEN_ENV
+    from engine.sinks.runner import SinkRunner
+
+    sources = build_sources(args)
+    bad = check_files(sources)
+    if bad:
+        return _fail(bad)
+    errors: list[str] = []
+    runner = SinkRunner(build_sinks(args), errors.append, 30.0)
+    await runner.start(
+        {"server": args.server, "stream": args.stream_id, "sources": [s.name for s in sources]}
+    )
+    n = 0
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    try:
+        async for ev in stream_sources(args.server, sources, stream=args.stream_id, token=token):
+            runner.put(ev)
+            n += 1
+    except ServerError as e:
+        return _fail(e.message if n == 0 else f"after {n} events: {e.message}")
+    except (OSError, TimeoutError, WebSocketException) as e:
+        return _fail(f"cannot stream to {args.server}: {type(e).__name__}: {e}")
+    finally:
+        await runner.close()
+    written = f", written to {args.jsonl}" if args.jsonl else ""
+    print(f"{n} events from {args.server}{written}", file=sys.stderr)
+    return 0 if n > 0 else 1
+
+
 async def amain(args: argparse.Namespace) -> int:
+    if args.server:
+        return await amain_remote(args)
     from engine import UNTRAINED_BANNER, Engine
-    from engine.sinks import JSONLSink, console_sink
     from engine.stages.fusion import ProfileMismatchError
     from models.fusion_meta import CheckpointMetaError
 
@@ -147,7 +230,6 @@ async def amain(args: argparse.Namespace) -> int:
         cfg = build_config(args)
     except (ValueError, FileNotFoundError) as e:
         return _fail(f"bad configuration: {e}")
-    from engine.sources.file_replay import FileReplaySource, MediaFileError
     from engine.stages.fusion import check_checkpoint
 
     sources = build_sources(args)
@@ -155,18 +237,10 @@ async def amain(args: argparse.Namespace) -> int:
         check_checkpoint(cfg)
     except FileNotFoundError as e:
         return _fail(str(e))
-    try:
-        for src in sources:
-            if isinstance(src, FileReplaySource):
-                src.check()  # a file asked for at start fails here, before any model loads
-    except MediaFileError as e:
-        return _fail(str(e))
-    sinks = []
-    if not args.no_display:
-        sinks.append(console_sink(force_plain=args.plain))
-    if args.jsonl:
-        sinks.append(JSONLSink(args.jsonl))
-    eng = Engine(cfg, sources, sinks, keep_events=False, announce_untrained=False)
+    bad = check_files(sources)  # a file asked for at start fails here, before any model loads
+    if bad:
+        return _fail(bad)
+    eng = Engine(cfg, sources, build_sinks(args), keep_events=False, announce_untrained=False)
     tty = sys.stdout.isatty() and not args.plain
     print("loading models...", file=sys.stderr, flush=True)
     try:

@@ -160,8 +160,10 @@ class Engine:
             logging.getLogger("engine").warning(UNTRAINED_BANNER)
         cfg, ex = self.cfg, self.extractors
         self.fusion = FusionStage(self.fusion_model, self.backend)
-        self.face_stage = FaceStage(ex.face, ex.dims["video"])
-        self.face_stage.reset()  # extractors may be shared between engines: forget any tracked face
+        # Extractors may be shared between engines: each stream tracks its own face.
+        face = ex.face.for_stream() if hasattr(ex.face, "for_stream") else ex.face
+        self.face_stage = FaceStage(face, ex.dims["video"])
+        self.face_stage.reset()
         profile = getattr(ex, "profile", None)
         self.media = MediaState(self._providers, float(profile.face.fps) if profile is not None else 30.0)
         self.asr = StreamingASR(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from .base import FusionBackend, FusionInputs, FusionResult
@@ -26,7 +27,8 @@ from .base import FusionBackend, FusionInputs, FusionResult
 class BatchStats:
     batches: int = 0
     windows: int = 0
-    sizes: list[int] = field(default_factory=list)
+    # The most recent batch sizes only: a server's backend runs for days.
+    sizes: deque[int] = field(default_factory=lambda: deque(maxlen=4096))
 
     @property
     def mean_batch(self) -> float:

@@ -12,6 +12,8 @@ module only needs ``cv2.cvtColor`` and ``cv2.resize``, which every variant has, 
 
 from __future__ import annotations
 
+import copy
+import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -103,6 +105,7 @@ class FaceDetector:
             min_suppression_threshold=self.cfg.min_suppression,
         )
         self._detector = vision.FaceDetector.create_from_options(options)
+        self._lock = threading.Lock()  # one detector may serve many streams' threads
         # Close the native task when this wrapper is collected. Not at interpreter exit: by then
         # mediapipe's dispatcher threads are gone; call close() (or use `with`) to shut down quietly.
         self._finalizer = weakref.finalize(self, self._detector.close)
@@ -114,7 +117,8 @@ class FaceDetector:
             raise ValueError(f"detect needs uint8 [H, W, 3] RGB, got {rgb.dtype} {rgb.shape}")
         h, w = rgb.shape[:2]
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        result = self._detector.detect(image)
+        with self._lock:
+            result = self._detector.detect(image)
         boxes: list[FaceBox] = []
         for d in result.detections:
             bb = d.bounding_box
@@ -238,6 +242,12 @@ class FaceFeatureExtractor:
     def reset(self) -> None:
         """Forget the tracked face (call between independent videos)."""
         self.selector.reset()
+
+    def for_stream(self) -> FaceFeatureExtractor:
+        """The same detector and models with a face tracker of its own: one per concurrent stream."""
+        other = copy.copy(self)
+        other.selector = FaceSelector(self.selector.policy, self.selector.track_iou)
+        return other
 
     def extract(self, frames: Sequence[np.ndarray]) -> FaceFrameResult:
         n = len(frames)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ class TextEncoder:
                 ) from e
         self.model.to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
+        self._tok_lock = threading.Lock()
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,9 +122,14 @@ class TextEncoder:
         """
         if not texts:
             return np.zeros((0, 0, self.dim), np.float32), np.zeros((0, 0), bool)
-        enc = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt"
-        )
+        with self._tok_lock:  # a fast tokenizer refuses concurrent calls that set padding/truncation
+            enc = self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=self.cfg.max_length,
+                return_tensors="pt",
+            )
         enc = {k: v.to(self.device) for k, v in enc.items()}
         hidden = self.model(**enc).last_hidden_state  # [B, L, D]
         mask = enc["attention_mask"].bool()
