@@ -4,17 +4,19 @@
 
 The media file is replayed in a loop at real-time pace through the real engine with the default config
 (``--set key=value`` overrides). Every ``--interval`` seconds (60) one line goes to stderr and a sample
-is kept: resident memory (MB), open file descriptors, OS threads, events so far, and the e2e p95 of the
-interval's events. At the end the JSON report (stdout, and ``--json OUT``) has the samples and, over
-the samples after ``--warmup-min`` minutes (3), least-squares slopes: ``rss_mb_per_10min``,
-``threads_per_10min``, ``fds_per_10min`` and ``e2e_p95_ms_per_10min``, plus ``seq_gapless`` over the
-whole run. Linux only (it reads ``/proc/self``).
+is kept: resident memory (MB), open file descriptors, OS threads, glibc's heap in use and free (MB, all
+arenas), the number of Python objects, events so far, and the e2e p95 of the interval's events. At the
+end the JSON report (stdout, and ``--json OUT``) has the samples and, over the samples after
+``--warmup-min`` minutes (3), least-squares slopes per 10 minutes of each of them, plus
+``seq_gapless`` over the whole run. Linux only (it reads ``/proc/self``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import gc
 import json
 import os
 import platform
@@ -41,6 +43,29 @@ def proc_status() -> dict[str, float]:
         "rss_mb": round(fields.get("VmRSS", 0.0) / 1024, 1),
         "threads": int(fields.get("Threads", 0)),
         "fds": len(os.listdir("/proc/self/fd")),
+    }
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost",
+    )]
+
+
+def malloc_stats() -> dict[str, float]:
+    """glibc's view of the C heap (all arenas): bytes handed out (in use, including mmap'd blocks) and
+    bytes free but kept by the allocator. RSS that grows while "in use" stays flat is fragmentation or
+    retention in the allocator, not a leak. Empty where glibc's mallinfo2 is absent."""
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = _MallInfo2
+    m = fn()
+    return {
+        "malloc_in_use_mb": round((m.uordblks + m.hblkhd) / 2**20, 1),
+        "malloc_free_mb": round(m.fordblks / 2**20, 1),
     }
 
 
@@ -71,6 +96,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         s = {
             "t_min": round((now - t0) / 60.0, 2),
             **proc_status(),
+            **malloc_stats(),
+            "py_objects": len(gc.get_objects()),
             "events": len(seqs),
             "e2e_p95_ms": round(float(np.percentile(window, 95)), 1) if window else None,
         }
@@ -118,6 +145,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             "rss_mb_per_10min": slope_per_10min(tm, [s["rss_mb"] for s in warm]),
             "threads_per_10min": slope_per_10min(tm, [s["threads"] for s in warm]),
             "fds_per_10min": slope_per_10min(tm, [s["fds"] for s in warm]),
+            "malloc_in_use_mb_per_10min": slope_per_10min(tm, [s.get("malloc_in_use_mb", 0) for s in warm]),
+            "malloc_free_mb_per_10min": slope_per_10min(tm, [s.get("malloc_free_mb", 0) for s in warm]),
+            "py_objects_per_10min": slope_per_10min(tm, [s["py_objects"] for s in warm]),
             "e2e_p95_ms_per_10min": slope_per_10min([a for a, _ in lat], [b for _, b in lat]),
         },
         "samples": samples,

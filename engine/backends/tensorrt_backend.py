@@ -4,8 +4,11 @@
 * Engine cache keyed by the ONNX graph's hash, the GPU (name + compute capability), the TensorRT
   version, the precision and the profile; a timing cache is kept beside it and reused across builds.
 * Runs on a dedicated CUDA stream with torch tensors as device buffers; for shapes seen before it
-  replays a captured CUDA graph (``cuda_graphs=True``), which removes per-call launch overhead.
-* Optional int8 with an entropy calibrator fed from a .npz of real fusion inputs.
+  replays a captured CUDA graph (``cuda_graphs=True``), which removes per-call launch overhead. At most
+  ``max_graphs`` graphs (and their buffers) are kept, least recently used evicted: a stream of varying
+  lengths cannot grow device memory without bound.
+* Optional int8 with an entropy calibrator fed from a .npz of real fusion inputs; the engine cache key
+  includes a hash of that file, so new calibration data builds a new engine.
 
 ``tensorrt`` is an optional dependency (extra ``[tensorrt]``). It is imported when the backend is created,
 and its absence raises a RuntimeError that says what to do (see engine/backends/__init__.py).
@@ -16,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +78,71 @@ class ProfileShapes:
                 raise ValueError(f"profile {name} must satisfy 1 <= min <= opt <= max, got {(lo, opt, hi)}")
 
 
+class GraphCache:
+    """Captured CUDA graphs by input-shape key, at most ``capacity``, least recently used evicted."""
+
+    def __init__(self, capacity: int = 16) -> None:
+        if capacity < 1:
+            raise ValueError(f"max_graphs must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self.evicted = 0
+
+    def get(self, key: Any) -> Any | None:
+        if key not in self._items:
+            return None
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def put(self, key: Any, value: Any) -> list[Any]:
+        """Store ``value``; returns what was evicted (the caller frees it)."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        out = []
+        while len(self._items) > self.capacity:
+            out.append(self._items.popitem(last=False)[1])
+            self.evicted += 1
+        return out
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def calibration_batches(data: Mapping[str, np.ndarray], batch: int) -> list[dict[str, np.ndarray]]:
+    """Equal-sized calibration batches of ``batch`` samples (fewer when the data holds fewer samples than
+    one batch: then one batch of all of them). Raises a clear ValueError when there is nothing to use."""
+    if "avail" not in data:
+        raise ValueError(f"calibration data needs the fusion inputs (avail, text, ...); got {sorted(data)}")
+    n = int(data["avail"].shape[0])
+    if n == 0:
+        raise ValueError("calibration data holds no samples")
+    bs = max(1, min(int(batch), n))
+    return [{k: np.asarray(data[k][i : i + bs]) for k in data} for i in range(0, n - bs + 1, bs)]
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def engine_name(
+    onnx_path: str | Path,
+    gpu: Any,
+    trt_version: str,
+    precision: str,
+    shapes: ProfileShapes,
+    calibration_npz: str | Path | None = None,
+) -> str:
+    """The cache file stem of an engine. Everything that changes the built engine is hashed into it: the
+    graph, the GPU (``gpu``: CUDA device properties, name and compute capability), TensorRT's version,
+    the precision, the optimization profile and, for int8, the calibration data."""
+    ident = {"onnx": file_digest(onnx_path), "gpu": gpu.name, "cc": f"{gpu.major}.{gpu.minor}",
+             "trt": trt_version, "precision": precision, "profile": shapes.__dict__}
+    if precision == "int8" and calibration_npz:
+        ident["calibration"] = file_digest(calibration_npz)
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+    return f"fusion-{precision}-{digest}"
+
+
 def _make_calibrator(trt: Any, batches: list[dict[str, np.ndarray]], cache_file: Path):  # noqa: ANN202
     """An IInt8EntropyCalibrator2 over ``batches`` (defined here because its base class needs tensorrt)."""
 
@@ -109,7 +179,8 @@ class TensorRTBackend(FusionBackend):
     def __init__(self, model: torch.nn.Module | None, model_id: str, device: str = "cuda",
                  precision: str = "fp16", profile: dict[str, Any] | ProfileShapes | None = None,
                  cache_dir: str | None = None, onnx_path: str | Path | None = None, cuda_graphs: bool = True,
-                 workspace_mb: int = 1024, calibration_npz: str | None = None) -> None:
+                 workspace_mb: int = 1024, calibration_npz: str | None = None,
+                 max_graphs: int = 16) -> None:
         super().__init__(model_id)
         try:
             trt = _import_tensorrt()
@@ -132,6 +203,9 @@ class TensorRTBackend(FusionBackend):
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.logger = trt.Logger(trt.Logger.WARNING)
+        if precision == "int8" and not calibration_npz:
+            raise ValueError("int8 needs calibration_npz: a .npz of real fusion inputs")
+        self.calibration_npz = calibration_npz if precision == "int8" else None
         self.engine_path = self.cache_dir / f"{self.cache_key()}.engine"
         self.built_now = False
         if not self.engine_path.is_file():
@@ -147,16 +221,14 @@ class TensorRTBackend(FusionBackend):
         self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in self.names if n not in self.inputs]
         self.cuda_graphs = cuda_graphs
-        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]] = {}
+        self._graphs = GraphCache(max_graphs)  # shape key -> (CUDAGraph, its buffers)
 
     # ---------------------------------------------------------------------------------------------- build
     def cache_key(self) -> str:
-        h = hashlib.sha256(self.onnx_path.read_bytes()).hexdigest()[:16]
         props = torch.cuda.get_device_properties(self.device)
-        ident = {"onnx": h, "gpu": props.name, "cc": f"{props.major}.{props.minor}",
-                 "trt": self.trt.__version__, "precision": self.precision, "profile": self.shapes.__dict__}
-        digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
-        return f"fusion-{self.precision}-{digest}"
+        return engine_name(
+            self.onnx_path, props, self.trt.__version__, self.precision, self.shapes, self.calibration_npz
+        )
 
     def _build(self, workspace_mb: int, calibration_npz: str | None) -> None:
         trt = self.trt
@@ -171,13 +243,10 @@ class TensorRTBackend(FusionBackend):
         if self.precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)
         if self.precision == "int8":
-            if not calibration_npz:
-                raise ValueError("int8 needs calibration_npz: a .npz of real fusion inputs (one batch per key set)")
+            assert calibration_npz is not None
             config.set_flag(trt.BuilderFlag.INT8)
-            data = np.load(calibration_npz)
-            n = int(data["avail"].shape[0])
-            bs = self.shapes.batch[1]
-            batches = [{k: data[k][i:i + bs] for k in data.files} for i in range(0, n - bs + 1, bs)]
+            with np.load(calibration_npz) as data:
+                batches = calibration_batches({k: data[k] for k in data.files}, self.shapes.batch[1])
             config.int8_calibrator = _make_calibrator(trt, batches, self.engine_path.with_suffix(".calib"))
         timing_path = self.cache_dir / "timing.cache"
         cache = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
@@ -234,8 +303,9 @@ class TensorRTBackend(FusionBackend):
         feed = inputs.feed()
         key = tuple((n, feed[n].shape) for n in self.inputs)
         with torch.cuda.stream(self.stream):
-            if self.cuda_graphs and key in self._graphs:
-                graph, bufs = self._graphs[key]
+            cached = self._graphs.get(key) if self.cuda_graphs else None
+            if cached is not None:
+                graph, bufs = cached
                 for n in self.inputs:  # copy new values into the captured input buffers
                     bufs[n].copy_(torch.from_numpy(np.ascontiguousarray(feed[n])).to(bufs[n].dtype),
                                   non_blocking=True)
@@ -252,10 +322,12 @@ class TensorRTBackend(FusionBackend):
                     graph = torch.cuda.CUDAGraph()
                     with torch.cuda.graph(graph, stream=self.stream):
                         self._enqueue()
-                    self._graphs[key] = (graph, bufs)
+                    for old_graph, _ in self._graphs.put(key, (graph, bufs)):
+                        old_graph.reset()  # frees the graph's memory; its buffers go with the last reference
             logits = bufs["logits"].float().cpu().numpy()  # syncs the stream
         return FusionResult(logits=logits, probs=softmax(logits))
 
     def describe(self) -> dict[str, str]:
         return {**super().describe(), "precision": self.precision, "engine": self.engine_path.name,
-                "tensorrt": self.trt.__version__, "cuda_graphs": str(self.cuda_graphs)}
+                "tensorrt": self.trt.__version__, "cuda_graphs": str(self.cuda_graphs),
+                "max_graphs": str(self._graphs.capacity)}

@@ -75,12 +75,24 @@ class FileReplaySource(Source):
             ]
             if not streams:
                 raise MediaFileError(f"{p}: has no {wanted} track")
+            unsupported = []
             for track in streams:
+                s = track[0]
+                if s.codec_context is None:  # FFmpeg knows no decoder for this track's codec
+                    unsupported.append(f"{s.type}: no decoder for its codec")
+                    continue
                 try:
-                    for _ in container.decode(track[0]):
+                    for _ in container.decode(s):
                         return  # one decodable frame of a wanted track is enough
+                except av.error.DecoderNotFoundError:
+                    unsupported.append(f"{s.type}: no decoder for {s.codec_context.name}")
                 except (av.error.FFmpegError, ValueError, OSError):
                     continue
+        if unsupported and len(unsupported) == len(streams):
+            raise MediaFileError(
+                f"{p}: unsupported codec ({', '.join(unsupported)}); convert it, e.g. to WAV, FLAC or "
+                "H.264 MP4"
+            )
         raise MediaFileError(f"{p}: no {wanted} frame could be decoded")
 
     # -- blocking decode, run in a worker thread -------------------------------------------------
@@ -115,32 +127,59 @@ class FileReplaySource(Source):
                 resampler = StreamResampler(rate)
                 converter = av.AudioResampler(format="fltp", layout=a_stream.codec_context.layout, rate=rate)
             n_video = 0
-            try:
-                for packet in container.demux(*streams):
-                    for frame in packet.decode():
-                        if isinstance(frame, av.AudioFrame):
-                            assert converter is not None and resampler is not None
-                            if a_t0 is None:
-                                a_t0 = max(0.0, float(frame.time or 0.0))
-                            for out in converter.resample(frame):
-                                pcm = resampler(out.to_ndarray(), channels_axis=0)  # [C, n] planar
-                                if len(pcm):
-                                    t = offset + a_t0 + a_samples / TARGET_SR
-                                    a_samples += len(pcm)
-                                    yield AudioFrame(pcm, TARGET_SR, t, self.name)
-                        elif isinstance(frame, av.VideoFrame):
-                            fps = float(v_stream.average_rate or 30) if v_stream is not None else 30.0
-                            t = float(frame.time) if frame.time is not None else n_video / fps
-                            n_video += 1
-                            yield VideoFrame(frame.to_ndarray(format="rgb24"), offset + t, self.name)
-            except (av.error.FFmpegError, ValueError, OSError) as e:
-                # A corrupt packet mid-file: report and stop this file; what was decoded stays valid.
-                end_t = offset + max(n_video / 30.0, a_samples / TARGET_SR)
-                for m in self.modalities:
-                    yield SourceStatusFrame(
-                        m, False, f"decode error in {self.path.name}: {e}", end_t, self.name
-                    )
-                return
+            broken: dict[str, float] = {}  # track -> media time at which its packets stopped decoding
+            packets = container.demux(*streams)
+            here = offset  # media time reached so far
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except (av.error.FFmpegError, ValueError, OSError) as e:
+                    # The container itself is damaged: stop this file; what was decoded stays valid.
+                    for m in self.modalities:
+                        why = f"cannot read {self.path.name}: {e}"
+                        yield SourceStatusFrame(m, False, why, here, self.name)
+                    return
+                kind = packet.stream.type
+                try:
+                    frames = packet.decode()
+                except (av.error.FFmpegError, ValueError, OSError) as e:
+                    # A corrupt packet: the track is missing from here until a packet decodes again.
+                    if kind not in broken:
+                        broken[kind] = here
+                        reason = f"decode error in {self.path.name} at {here - offset:.2f} s: {e}"
+                        yield SourceStatusFrame(kind, False, reason, here, self.name)
+                    continue
+                for frame in frames:
+                    if isinstance(frame, av.AudioFrame):
+                        assert converter is not None and resampler is not None
+                        if a_t0 is None:
+                            a_t0 = max(0.0, float(frame.time or 0.0))
+                        elif "audio" in broken and frame.time is not None:
+                            # Samples were lost with the bad packets: place the audio at its own time.
+                            a_t0 = max(a_t0, float(frame.time) - a_samples / TARGET_SR)
+                        t = offset + a_t0 + a_samples / TARGET_SR
+                        if "audio" in broken and t > broken["audio"]:
+                            del broken["audio"]
+                            yield SourceStatusFrame("audio", True, "decoding resumed", t, self.name)
+                        for out in converter.resample(frame):
+                            pcm = resampler(out.to_ndarray(), channels_axis=0)  # [C, n] planar
+                            if len(pcm):
+                                t = offset + a_t0 + a_samples / TARGET_SR
+                                a_samples += len(pcm)
+                                here = max(here, t + len(pcm) / TARGET_SR)
+                                yield AudioFrame(pcm, TARGET_SR, t, self.name)
+                    elif isinstance(frame, av.VideoFrame):
+                        fps = float(v_stream.average_rate or 30) if v_stream is not None else 30.0
+                        t = float(frame.time) if frame.time is not None else n_video / fps
+                        n_video += 1
+                        # Frames the decoder still held from before the damage do not end it.
+                        if "video" in broken and offset + t > broken["video"]:
+                            del broken["video"]
+                            yield SourceStatusFrame("video", True, "decoding resumed", offset + t, self.name)
+                        here = max(here, offset + t)
+                        yield VideoFrame(frame.to_ndarray(format="rgb24"), offset + t, self.name)
             if converter is not None and resampler is not None and a_t0 is not None:
                 tail = [o.to_ndarray() for o in converter.resample(None)]
                 pcm = resampler(

@@ -216,3 +216,53 @@ def test_torch_backend_gpu_modes_match_fp32(mode, dtype):
     for cond, mask in CONDITIONS.items():
         x = window_inputs(DIMS, 2, {"text": 8, "audio": 40, "video": 12}, avail=mask)
         assert np.max(np.abs(gpu.infer(x).probs - ref.infer(x).probs)) < 2e-2, (cond, mode, dtype)
+
+
+def test_tensorrt_graph_cache_is_bounded_lru():
+    from engine.backends.tensorrt_backend import GraphCache
+
+    cache = GraphCache(3)
+    evicted = []
+    for length in range(10):  # a stream whose window lengths keep changing
+        evicted += cache.put(("audio", length), f"graph-{length}")
+        if length == 4:
+            assert cache.get(("audio", 2)) == "graph-2"  # used again: kept over older ones
+    assert len(cache) == 3 and cache.evicted == 7
+    assert cache.get(("audio", 9)) == "graph-9" and cache.get(("audio", 0)) is None
+    assert "graph-2" in evicted and evicted[0] == "graph-0"
+    with pytest.raises(ValueError, match="max_graphs"):
+        GraphCache(0)
+
+
+def test_tensorrt_calibration_with_fewer_samples_than_a_batch():
+    from engine.backends.tensorrt_backend import calibration_batches
+
+    rng = np.random.default_rng(0)
+    data = {"avail": np.ones((3, 3), np.float32), "audio": rng.standard_normal((3, 10, 4)).astype(np.float32)}
+    batches = calibration_batches(data, batch=8)  # 3 samples, batch 8: one batch of 3, not an IndexError
+    assert len(batches) == 1 and batches[0]["audio"].shape == (3, 10, 4)
+    assert [b["avail"].shape[0] for b in calibration_batches({"avail": np.ones((10, 3))}, 4)] == [4, 4]
+    with pytest.raises(ValueError, match="no samples"):
+        calibration_batches({"avail": np.ones((0, 3))}, 4)
+    with pytest.raises(ValueError, match="fusion inputs"):
+        calibration_batches({"x": np.ones((2, 3))}, 4)
+
+
+def test_tensorrt_int8_cache_key_follows_the_calibration_data(tmp_path):
+    from types import SimpleNamespace
+
+    from engine.backends.tensorrt_backend import ProfileShapes, engine_name
+
+    onnx = tmp_path / "fusion.onnx"
+    onnx.write_bytes(b"graph bytes")
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    np.savez(a, avail=np.ones((4, 3), np.float32))
+    np.savez(b, avail=np.zeros((4, 3), np.float32))
+    gpu = SimpleNamespace(name="NVIDIA H200", major=9, minor=0)
+
+    def name(precision, calib=None):
+        return engine_name(onnx, gpu, "10.9", precision, ProfileShapes(), calib)
+
+    assert len({name("int8", a), name("int8", b)}) == 2  # new calibration data, new engine
+    assert name("int8", a) == name("int8", a) and name("int8", a).startswith("fusion-int8-")
+    assert name("fp16", a) == name("fp16")  # calibration data does not touch an fp16 engine

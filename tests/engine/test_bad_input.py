@@ -44,6 +44,20 @@ def test_files_asked_for_at_start_fail_fast(tmp_path: Path, capsys: Any) -> None
     assert "truncated.mp4" in line
 
 
+def test_an_unsupported_codec_is_named(tmp_path: Path, capsys: Any) -> None:
+    """A WAV whose format tag no decoder knows (0x9999): the container opens, the codec cannot decode."""
+    import struct
+
+    data = bytearray(ANG_WAV.read_bytes())
+    i = data.find(b"fmt ")
+    assert struct.unpack("<H", data[i + 8 : i + 10]) == (1,)  # PCM
+    data[i + 8 : i + 10] = struct.pack("<H", 0x9999)
+    odd = tmp_path / "odd_codec.wav"
+    odd.write_bytes(bytes(data))
+    line = cli_error(capsys, "--audio", str(odd))
+    assert "odd_codec.wav: unsupported codec (audio: no decoder" in line, line
+
+
 def test_config_and_checkpoint_errors_are_one_line(tmp_path: Path, capsys: Any) -> None:
     wav = str(ANG_WAV)
     assert "hop_s" in cli_error(capsys, "--audio", wav, "--set", "window.hop_s=-1")

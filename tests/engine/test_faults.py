@@ -1,7 +1,8 @@
 """Faults in the engine's own stages and sinks: the stream keeps running, the affected part is marked
 within a window with the right reason, seq stays gapless, no event is lost, and the stream recovers when
 the fault ends. (NaN features, a failing recogniser and corrupt files: test_replay.py; sources that
-disappear or stall: test_sources.py.)"""
+disappear or stall: test_sources.py; a camera unplugged and back, a muted microphone and a file damaged
+half-way through the whole engine: test_live_faults.py.)"""
 
 from __future__ import annotations
 
