@@ -223,6 +223,7 @@ async def amain(args: argparse.Namespace) -> int:
     if args.server:
         return await amain_remote(args)
     from engine import UNTRAINED_BANNER, Engine
+    from engine.memory import trim_every
     from engine.stages.fusion import ProfileMismatchError
     from models.fusion_meta import CheckpointMetaError
 
@@ -250,9 +251,11 @@ async def amain(args: argparse.Namespace) -> int:
         return _fail(str(e).splitlines()[0] if isinstance(e, FileNotFoundError) else str(e))
     if not eng.fusion_model.trained:
         banner(UNTRAINED_BANNER, tty)
+    trimmer = asyncio.create_task(trim_every(60.0))  # long streams: return freed heap to the OS
     try:
         await eng.wait()
     finally:
+        trimmer.cancel()
         await eng.close()
     n = eng.events_emitted
     print(

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import emit
+from engine.memory import malloc_trim
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MEDIA = ROOT / "tests" / "data" / "streams" / "cremad_1001_x5.mp4"
@@ -92,6 +93,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     next_sample = t0 + args.interval
 
     def sample() -> None:
+        if args.malloc_trim:
+            malloc_trim()  # what run_live.py and engine.serve do once a minute (engine/memory.py)
         now = time.monotonic()
         s = {
             "t_min": round((now - t0) / 60.0, 2),
@@ -127,7 +130,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         pending.cancel()
         await eng.close()
     sample()
-    warm = [s for s in samples if s["t_min"] >= args.warmup_min]
+    samples[-1]["closed"] = True  # after close(): shown, but not part of the slopes
+    warm = [s for s in samples if s["t_min"] >= args.warmup_min and not s.get("closed")]
     tm = [s["t_min"] for s in warm]
     lat = [(s["t_min"], s["e2e_p95_ms"]) for s in warm if s["e2e_p95_ms"] is not None]
     return {
@@ -137,6 +141,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             "platform": platform.platform(),
         },
         "media": str(args.media),
+        "malloc_trim": args.malloc_trim,
         "minutes": args.minutes,
         "events": len(seqs),
         "seq_gapless": seqs == list(range(len(seqs))),
@@ -164,6 +169,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/engine/default.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--malloc-trim", action="store_true", help="call glibc malloc_trim(0) before each sample")
     args = ap.parse_args()
     if not args.media.is_file():
         ap.exit(2, f"soak: {args.media}: no such file\n")

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
+from engine.memory import trim_every
 from engine.serve.admission import Admission, LoadMonitor
 from engine.serve.config import ServeConfig
 from engine.serve.metrics import ServeMetrics
@@ -90,7 +91,9 @@ def create_app(cfg: ServeConfig, shared: SharedModels | None = None) -> FastAPI:
         if not svc.shared.loaded:
             await asyncio.to_thread(svc.shared.load)
         log.info("models loaded: %s", svc.shared.describe())
+        trimmer = asyncio.create_task(trim_every(cfg.malloc_trim_s), name="malloc-trim")
         yield
+        trimmer.cancel()
         await asyncio.to_thread(svc.shared.close)
 
     app = FastAPI(

@@ -32,6 +32,7 @@ class ServeConfig:
     engine_overrides: list[str] = field(default_factory=list)  # key=value on top of engine_config
     fusion_max_batch: int = 16  # windows of different streams fused in one backend call
     fusion_max_wait_ms: float = 2.0
+    malloc_trim_s: float = 60.0  # return freed C heap to the OS this often (engine/memory.py); 0: never
     token: str | None = None  # bearer token; from the command line or TOKEN_ENV, never from a file
 
     def __post_init__(self) -> None:
@@ -45,6 +46,8 @@ class ServeConfig:
             raise ValueError("serve.e2e_budget_ms and load_window_s must be > 0 and max_cpu in (0, 1]")
         if self.max_message_bytes < 1024 or self.max_image_pixels < 1 or self.max_chunk_s <= 0:
             raise ValueError("serve.max_message_bytes >= 1024, max_image_pixels >= 1, max_chunk_s > 0")
+        if self.malloc_trim_s < 0:
+            raise ValueError(f"serve.malloc_trim_s must be >= 0, got {self.malloc_trim_s}")
         if self.start_timeout_s <= 0 or self.idle_timeout_s <= 0 or self.fusion_max_wait_ms < 0:
             raise ValueError("serve timeouts must be > 0 and fusion_max_wait_ms >= 0")
         if self.token is not None and len(self.token) < 8:

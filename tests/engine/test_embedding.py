@@ -204,3 +204,23 @@ def test_live_camera_and_microphone_through_mocks(extractors: Any, fusion: Any, 
     assert any(e.modalities["audio"].state == "present" for e in events)  # the spoken part of the clip
     assert all(isinstance(e.dropped["video_frames"], int) for e in events)
     assert all(0 < e.e2e_latency_ms < 30_000 for e in events)
+
+
+def test_freed_heap_is_returned_and_the_trimmer_stops_on_cancel() -> None:
+    from engine.memory import TRIM_AVAILABLE, malloc_trim, trim_every
+
+    if not TRIM_AVAILABLE:
+        pytest.skip("malloc_trim is glibc's; this C library has none")
+    blocks = [bytes(1000) + bytes([i % 256]) for i in range(200_000)]  # ~200 MB of small heap chunks
+    del blocks
+    assert malloc_trim() is True  # glibc had free pages to hand back
+
+    async def run() -> None:
+        task = asyncio.create_task(trim_every(0.01))
+        await asyncio.sleep(0.05)
+        assert not task.done()  # it keeps running between trims
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
