@@ -40,19 +40,18 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from engine.backends import FusionBackend
 from engine.clip_scores import ClipResult, clip_condition, clip_experts, clip_prediction, summarise
 from engine.config import DEFAULT_CONFIG, EngineConfig, build_engine_config, engine_shortcuts, resolve_path
-from engine.engine import UNTRAINED_BANNER, Engine, load_extractors
+from engine.engine import UNTRAINED_BANNER
 from engine.frames import AudioFrame, EmotionEvent, Frame, SourceStatusFrame, VideoFrame
 from engine.labelled_clips import Clip, Listing, UsageError, list_clips
+from engine.shared import SharedModels
 from engine.sources.base import Emit, MediaClock
 from engine.sources.file_replay import FileReplaySource
-from engine.stages.fusion import FusionModel, build_backend, load_fusion_model
 
 __all__ = ["CLIP_RULE", "UsageError", "list_clips", "main", "replay_clip"]
 
@@ -90,31 +89,6 @@ class TrackedReplay(FileReplaySource):
         await super().run(tracked, clock)
 
 
-@dataclass
-class SharedModels:
-    """Models loaded once and passed to every clip's engine."""
-
-    extractors: Any
-    fusion: FusionModel
-    backend: FusionBackend
-
-    @classmethod
-    def load(cls, cfg: EngineConfig) -> SharedModels:
-        ex = load_extractors(cfg)
-        try:
-            fm = load_fusion_model(cfg, ex.describe(), ex.dims)
-            return cls(ex, fm, build_backend(fm, cfg))
-        except BaseException:
-            ex.close()
-            raise
-
-    def close(self) -> None:
-        self.backend.close()
-        self.extractors.close()
-
-
-
-
 def _dedupe(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -133,14 +107,7 @@ async def replay_clip(
     error: str | None = None
     engine_errors: list[str] = []
     try:
-        eng = Engine(
-            cfg,
-            [src],
-            extractors=models.extractors,
-            fusion=models.fusion,
-            backend=models.backend,
-            announce_untrained=False,
-        )
+        eng = models.engine(cfg, [src])
         async with eng:
             async for ev in eng.events():
                 events.append(ev)

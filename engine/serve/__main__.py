@@ -10,6 +10,7 @@ The protocol is in docs/serve.md; clients: engine.client and ``run_live.py --ser
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -63,10 +64,7 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - ServeConfig
         *engine_shortcuts(checkpoint=args.checkpoint),
     ]
     token = args.token or os.environ.get(TOKEN_ENV) or None
-    if token is not None:
-        cfg.token = token
-        cfg.__post_init__()  # the token's own check
-    return cfg
+    return cfg if token is None else dataclasses.replace(cfg, token=token)  # replace() validates it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,19 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         cfg = build_config(args)
-        from engine.serve.app import Service, create_app
-        from engine.serve.shared import SharedModels
-
-        shared = SharedModels.from_files(
-            cfg.engine_config, cfg.engine_overrides, cfg.fusion_max_batch, cfg.fusion_max_wait_ms
-        )
+        engine_cfg = cfg.build_engine_config()  # bad keys, a missing checkpoint: before models load
     except (ValueError, FileNotFoundError) as e:
         print(f"engine.serve: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     import uvicorn
 
-    app = create_app(cfg, shared)
-    assert isinstance(app.state.service, Service)
+    from engine.serve.app import create_app
+
+    app = create_app(cfg, engine_cfg)
     config = uvicorn.Config(
         app,
         host=cfg.host,

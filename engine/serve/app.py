@@ -15,13 +15,14 @@ from typing import Any
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
+from engine.config import EngineConfig
 from engine.memory import trim_every
 from engine.serve.admission import Admission, LoadMonitor
 from engine.serve.config import ServeConfig
 from engine.serve.metrics import ServeMetrics
 from engine.serve.protocol import CLOSE_POLICY, CLOSE_TRY_LATER, VERSION, close_reason
 from engine.serve.session import StreamSession
-from engine.serve.shared import SharedModels
+from engine.shared import SharedModels
 
 log = logging.getLogger("engine.serve")
 STREAM_PATH = "/v1/stream"
@@ -30,11 +31,10 @@ STREAM_PATH = "/v1/stream"
 class Service:
     """What the routes share: settings, the loaded models, admission, metrics."""
 
-    def __init__(self, cfg: ServeConfig, shared: SharedModels | None = None) -> None:
+    def __init__(self, cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> None:
         self.cfg = cfg
-        self.shared = shared or SharedModels.from_files(
-            cfg.engine_config, cfg.engine_overrides, cfg.fusion_max_batch, cfg.fusion_max_wait_ms
-        )
+        self.engine_cfg = engine_cfg or cfg.build_engine_config()
+        self.models: SharedModels | None = None  # loaded at application startup
         self.metrics = ServeMetrics()
         self.metrics.capacity.set(cfg.max_streams)
         self.monitor = LoadMonitor(cfg.load_window_s)
@@ -77,9 +77,9 @@ async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
     await ws.close(code, close_reason(reason))
 
 
-def create_app(cfg: ServeConfig, shared: SharedModels | None = None) -> FastAPI:
+def create_app(cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> FastAPI:
     """The service for ``cfg``; models load at application startup (lifespan), before it is ready."""
-    svc = Service(cfg, shared)
+    svc = Service(cfg, engine_cfg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,13 +88,14 @@ def create_app(cfg: ServeConfig, shared: SharedModels | None = None) -> FastAPI:
         loop.set_default_executor(
             ThreadPoolExecutor(max_workers=4 * cfg.max_streams + 8, thread_name_prefix="stream")
         )
-        if not svc.shared.loaded:
-            await asyncio.to_thread(svc.shared.load)
-        log.info("models loaded: %s", svc.shared.describe())
+        svc.models = await asyncio.to_thread(
+            SharedModels.load, svc.engine_cfg, cfg.fusion_max_batch, cfg.fusion_max_wait_ms
+        )
+        log.info("models loaded: %s", svc.models.describe())
         trimmer = asyncio.create_task(trim_every(cfg.malloc_trim_s), name="malloc-trim")
         yield
         trimmer.cancel()
-        await asyncio.to_thread(svc.shared.close)
+        await asyncio.to_thread(svc.models.close)
 
     app = FastAPI(
         title="emotion engine", version=str(VERSION), lifespan=lifespan, docs_url=None, redoc_url=None
@@ -107,7 +108,7 @@ def create_app(cfg: ServeConfig, shared: SharedModels | None = None) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        d = svc.admission.check() if svc.shared.loaded else None
+        d = svc.admission.check() if svc.models is not None else None
         body: dict[str, Any] = {
             "ready": bool(d and d.admitted),
             "active_streams": svc.admission.active,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config import REPO_ROOT, resolve_path
+from engine.config import REPO_ROOT, EngineConfig, build_engine_config, resolve_path
 from models.config_io import load_config
 
 DEFAULT_SERVE_CONFIG = REPO_ROOT / "configs" / "serve" / "default.yaml"
@@ -55,6 +55,14 @@ class ServeConfig:
 
     def engine_config_path(self) -> Path | None:
         return resolve_path(self.engine_config) if self.engine_config else None
+
+    def build_engine_config(self) -> EngineConfig:
+        """The engine config every stream starts from; a missing checkpoint fails here, before loading."""
+        from engine.stages.fusion import check_checkpoint
+
+        cfg = build_engine_config(self.engine_config, self.engine_overrides)
+        check_checkpoint(cfg)
+        return cfg
 
 
 def load_serve_config(

@@ -241,9 +241,12 @@ def decode_audio(msg: MediaMessage, fmt: AudioFormat) -> np.ndarray:
             f"{fmt.encoding} frames ({fmt.frame_bytes} bytes each)"
         )
     x = np.frombuffer(msg.payload, AUDIO_FORMATS[fmt.encoding])
-    x = x.astype(np.float32) / 32768.0 if fmt.encoding == "pcm16" else x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise _bad(f"audio at t={msg.t:.3f} s holds NaN or infinite samples")
+    if fmt.encoding == "pcm16":
+        x = x.astype(np.float32) / 32768.0  # integers are always finite
+    else:
+        x = x.astype(np.float32)  # a writable, native-order copy
+        if not np.isfinite(x).all():
+            raise _bad(f"audio at t={msg.t:.3f} s holds NaN or infinite samples")
     return x.reshape(-1, fmt.channels) if fmt.channels > 1 else x
 
 

@@ -13,6 +13,7 @@ the reason (close code 1013) instead of waiting unseen in a queue while replicas
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -26,11 +27,9 @@ from engine.serve.config import TOKEN_ENV, ServeConfig, load_serve_config
 @serve.ingress()
 class EmotionService:
     def __init__(self, config: str | None = None, overrides: list[str] | None = None) -> None:
-        self.cfg: ServeConfig = load_serve_config(config, list(overrides or []))
+        cfg = load_serve_config(config, list(overrides or []))
         token = os.environ.get(TOKEN_ENV)  # set through the runtime_env's env_vars, never in a file
-        if token:
-            self.cfg.token = token
-            self.cfg.__post_init__()
+        self.cfg: ServeConfig = dataclasses.replace(cfg, token=token) if token else cfg
 
     def __serve_build_asgi_app__(self) -> Any:
         from engine.serve.app import create_app

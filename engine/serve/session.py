@@ -21,6 +21,7 @@ import numpy as np
 from starlette.websockets import WebSocket
 
 from engine.aio import within
+from engine.config import EngineConfig
 from engine.serve.protocol import (
     CLOSE_INTERNAL,
     CLOSE_INVALID,
@@ -42,6 +43,7 @@ from engine.serve.protocol import (
     parse_start,
 )
 from engine.sources.push import PushSource
+from models.config_io import apply_overrides, from_dict, to_dict
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -128,7 +130,7 @@ class StreamSession:
             self.start = await self._read_start()
             self.engine = await self._start_engine(self.start)
             pump = asyncio.create_task(self._pump(self.engine), name="serve:pump")
-            self.q.put({"type": "ready", "stream": self.start.stream, **self.svc.shared.describe()}, False)
+            self.q.put({"type": "ready", "stream": self.start.stream, **self.svc.models.describe()}, False)
             await self._read_media()
             assert self.source is not None
             self.source.end()
@@ -184,12 +186,15 @@ class StreamSession:
 
     async def _start_engine(self, start: StartMessage) -> Engine:
         try:
-            cfg = self.svc.shared.stream_config(start.stream, start.override_items())
+            data = apply_overrides(to_dict(self.svc.engine_cfg), start.override_items())
+            data["stream"] = start.stream  # as given: never parsed as YAML
+            cfg = from_dict(EngineConfig, data, where="stream overrides")
         except ValueError as e:
             raise ProtocolError(CLOSE_INVALID, f"bad override value: {e}") from None
         audio, video = "audio" in start.modalities, "video" in start.modalities
         self.source = PushSource(audio=audio, video=video, name=f"client:{start.stream}")
-        engine = self.svc.shared.engine(cfg, self.source)
+        assert self.svc.models is not None  # the app is ready only once they are loaded
+        engine = self.svc.models.engine(cfg, [self.source])
         self.engine = engine  # closed by run() whatever happens next
         await engine.start()
         return engine

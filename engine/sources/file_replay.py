@@ -127,6 +127,7 @@ class FileReplaySource(Source):
                 resampler = StreamResampler(rate)
                 converter = av.AudioResampler(format="fltp", layout=a_stream.codec_context.layout, rate=rate)
             n_video = 0
+            fps = float(v_stream.average_rate or 30) if v_stream is not None else 30.0  # untimed frames
             broken: dict[str, float] = {}  # track -> media time at which its packets stopped decoding
             packets = container.demux(*streams)
             here = offset  # media time reached so far
@@ -171,7 +172,6 @@ class FileReplaySource(Source):
                                 here = max(here, t + len(pcm) / TARGET_SR)
                                 yield AudioFrame(pcm, TARGET_SR, t, self.name)
                     elif isinstance(frame, av.VideoFrame):
-                        fps = float(v_stream.average_rate or 30) if v_stream is not None else 30.0
                         t = float(frame.time) if frame.time is not None else n_video / fps
                         n_video += 1
                         # Frames the decoder still held from before the damage do not end it.

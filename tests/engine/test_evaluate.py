@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine import evaluate
+from engine import evaluate, shared
 from tests.engine.media import CREMAD
 
 ANG = CREMAD / "1001_DFA_ANG_XX.flv"
@@ -71,7 +71,7 @@ def test_evaluate_replays_every_clip_through_the_engine(
 ) -> None:
     calls: dict[str, int] = {"extractors": 0, "fusion": 0, "backend": 0}
     loaded: list[Any] = []
-    real_fusion, real_backend = evaluate.load_fusion_model, evaluate.build_backend
+    real_fusion, real_backend = shared.load_fusion_model, shared.build_backend
 
     def count_extractors(cfg: Any) -> Proxy:
         calls["extractors"] += 1
@@ -89,9 +89,9 @@ def test_evaluate_replays_every_clip_through_the_engine(
     def engine_loads(*a: Any) -> Any:
         raise AssertionError("an engine loaded its own models")
 
-    monkeypatch.setattr(evaluate, "load_extractors", count_extractors)
-    monkeypatch.setattr(evaluate, "load_fusion_model", count_fusion)
-    monkeypatch.setattr(evaluate, "build_backend", count_backend)
+    monkeypatch.setattr(shared, "load_extractors", count_extractors)  # where the shared models load
+    monkeypatch.setattr(shared, "load_fusion_model", count_fusion)
+    monkeypatch.setattr(shared, "build_backend", count_backend)
     for name in ("load_extractors", "load_fusion_model", "build_backend"):
         monkeypatch.setattr(f"engine.engine.{name}", engine_loads)
 
@@ -151,7 +151,7 @@ def test_one_track_of_audio_visual_clips(tmp_path: Path, extractors: Any, monkey
     shutil.copy(ANG, root / ANG.name)
     shutil.copy(HAP_WAV, root / HAP_WAV.name)
     _labels(root, {"1001_DFA_ANG_XX": "ang", "1001_DFA_HAP_XX": "hap"})
-    monkeypatch.setattr(evaluate, "load_extractors", lambda cfg: Proxy(extractors))
+    monkeypatch.setattr(shared, "load_extractors", lambda cfg: Proxy(extractors))
     out = tmp_path / "eval.json"
     assert evaluate.main(["--root", str(root), "--json", str(out), "--tracks", tracks, *FAST_TORCH]) == 0
     report = json.loads(out.read_text())

@@ -1,0 +1,66 @@
+"""Models loaded once and used by many engines: the clips of an evaluation (``engine/evaluate.py``), the
+streams of a server (``engine/serve``).
+
+Shared (read-only at inference, safe across threads): the Whisper model (recognition and speech
+features), the text encoder, the face detector and expression model, the fusion model and its backend
+(for a server, one ``BatchingBackend``, so that windows of different streams are fused in one call).
+Per engine (state that belongs to one stream): the VAD's recurrent state, the tracked face (``Engine``
+forks the face extractor), the ASR word lists, the window schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.backends import BatchingBackend, FusionBackend
+from engine.config import EngineConfig
+from engine.engine import Engine, load_extractors
+from engine.sources.base import Source
+from engine.stages.fusion import FusionModel, build_backend, load_fusion_model
+
+
+@dataclass
+class SharedModels:
+    extractors: Any
+    fusion: FusionModel
+    backend: FusionBackend
+
+    @classmethod
+    def load(cls, cfg: EngineConfig, max_batch: int | None = None, max_wait_ms: float = 2.0) -> SharedModels:
+        """Blocking: every model, warmed up. ``max_batch``: batch fusion across engines (a server)."""
+        ex = load_extractors(cfg)
+        try:
+            fm = load_fusion_model(cfg, ex.describe(), ex.dims)
+            backend = build_backend(fm, cfg)
+            if max_batch is not None:
+                backend = BatchingBackend(backend, max_batch, max_wait_ms)
+            return cls(ex, fm, backend)
+        except BaseException:
+            ex.close()
+            raise
+
+    def engine(self, cfg: EngineConfig, sources: Sequence[Source], **kw: Any) -> Engine:
+        """A fresh engine for one clip or stream on these models."""
+        return Engine(
+            cfg,
+            sources,
+            extractors=self.extractors,
+            fusion=self.fusion,
+            backend=self.backend,
+            announce_untrained=False,
+            **kw,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.fusion.identity,
+            "trained": bool(self.fusion.trained),
+            "extractors": self.extractors.profile.name,
+            "backend": getattr(self.backend, "inner", self.backend).name,
+        }
+
+    def close(self) -> None:
+        self.backend.close()  # a BatchingBackend closes the backend it wraps
+        self.extractors.close()
