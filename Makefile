@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Labelled corpora for train-offline (RAVDESS, EmoDB, MELD, FER2013, CREMA-D; see training/reproduce.py).
 DATA ?= ../shared/data
 
-.PHONY: setup test demo serve bench bench-engine export train-offline clean
+.PHONY: setup test demo serve bench bench-engine export train-offline train-cider clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,12 @@ serve: setup
 # then copy it and its card into models/assets/.
 train-offline: setup
 	$(PY) -m training.reproduce --data $(DATA) --out runs/offline-v2 --ship
+
+# The shipped CIDer (run_live.py --model cider) from the same corpora and feature store: its training,
+# the speaker folds and the engine evaluation, then models/assets/cider_offline_v1.{safetensors,md}.
+train-cider: setup
+	$(PY) -m training.reproduce --data $(DATA) --out runs/cider-v1 --store runs/offline-v2/features \
+		--config configs/train/cider_offline.yaml --asset cider_offline_v1 --no-ablation --ship
 
 export: setup
 	$(PY) -m models.export --config configs/model/cmarr.yaml --random-init --out out/cmarr.onnx --verify

@@ -14,6 +14,7 @@ Examples:
 Events go to the terminal (a live view on a TTY, plain lines otherwise), to --jsonl as one JSON object
 per window, and nowhere else. The fusion model is the shipped, calibrated CM-ARR
 (models/assets/cmarr_offline_v2.safetensors, non-commercial licence: see its model card) unless
+--model cider picks the shipped CIDer (models/assets/cider_offline_v1.safetensors, same licence) or
 --checkpoint names another; --checkpoint none runs an UNTRAINED model, and the program says so.
 """
 
@@ -69,9 +70,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     eng = ap.add_argument_group("engine")
     eng.add_argument("--config", metavar="YAML", help="engine config (configs/engine/default.yaml if absent)")
     eng.add_argument(
+        "--model",
+        choices=("cmarr", "cider"),
+        help="fusion model family: its shipped checkpoint and architecture (default: cmarr)",
+    )
+    eng.add_argument(
         "--checkpoint",
         metavar="PATH",
-        help="trained CM-ARR checkpoint (.safetensors); default: the shipped model; none: untrained",
+        help="trained fusion checkpoint (.safetensors, CM-ARR or CIDer); default: the shipped model of "
+        "--model; none: untrained",
     )
     eng.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"), help="fusion backend")
     eng.add_argument("--device", help="fusion device: cpu (default) or cuda[:N]")
@@ -94,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         given = (
             ("--fast", args.fast),
             ("--config", args.config),
+            ("--model", args.model),
             ("--checkpoint", args.checkpoint),
             ("--backend", args.backend),
             ("--device", args.device),
@@ -170,7 +178,12 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - EngineConfig, impo
     from engine.config import build_engine_config
 
     return build_engine_config(
-        args.config, args.set, checkpoint=args.checkpoint, backend=args.backend, device=args.device
+        args.config,
+        args.set,
+        checkpoint=args.checkpoint,
+        backend=args.backend,
+        device=args.device,
+        model=args.model,
     )
 
 

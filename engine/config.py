@@ -13,6 +13,12 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "engine" / "default.yaml"
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
 # The trained model that ships with the repository (models/assets/cmarr_offline_v2.md is its card).
 SHIPPED_CHECKPOINT = "models/assets/cmarr_offline_v2.safetensors"
+# The fusion model families that ship, for ``--model NAME``: (trained checkpoint, architecture of the
+# untrained model). CIDer's card is models/assets/cider_offline_v1.md.
+MODELS: dict[str, tuple[str, str]] = {
+    "cmarr": (SHIPPED_CHECKPOINT, "configs/model/cmarr_offline.yaml"),
+    "cider": ("models/assets/cider_offline_v1.safetensors", "configs/model/cider_offline.yaml"),
+}
 NO_CHECKPOINT = ("none", "untrained", "")
 
 
@@ -202,9 +208,11 @@ class EngineConfig:
     extractors: str = (
         "offline"  # extractor profile: a name in configs/extractors ("offline", "paper") or a YAML path
     )
-    model_config: str = "configs/model/cmarr_offline.yaml"  # used for the untrained model only
-    # Trained CM-ARR .safetensors: the shipped model by default; "none" (or null) -> an untrained,
-    # randomly initialised CM-ARR whose readings mean nothing (the engine says so).
+    # Architecture of the untrained model only (a trained checkpoint carries its own): a model YAML whose
+    # ``model_type`` key (cmarr, the default, or cider) names the family.
+    model_config: str = "configs/model/cmarr_offline.yaml"
+    # Trained fusion .safetensors (CM-ARR or CIDer; the file says which): the shipped CM-ARR by default;
+    # "none" (or null) -> an untrained, randomly initialised model whose readings mean nothing.
     checkpoint: str | None = SHIPPED_CHECKPOINT
     seed: int = 0  # random init seed of the untrained model
     stream: str = "main"
@@ -249,20 +257,31 @@ def build_engine_config(
     checkpoint: str | None = None,
     backend: str | None = None,
     device: str | None = None,
+    model: str | None = None,
 ) -> EngineConfig:
     """The config of the command-line tools: ``config`` (default ``configs/engine/default.yaml``; the
     built-in defaults when that file does not exist), then ``overrides`` (``key=value``), then the
     ``checkpoint``/``backend``/``device`` shortcuts, which win over both."""
     path = Path(config) if config else DEFAULT_CONFIG
-    items = [*overrides, *engine_shortcuts(checkpoint=checkpoint, backend=backend, device=device)]
+    shortcuts = engine_shortcuts(checkpoint=checkpoint, backend=backend, device=device, model=model)
+    items = [*overrides, *shortcuts]
     return load_engine_config(path if path.exists() else None, items)
 
 
 def engine_shortcuts(
-    *, checkpoint: str | None = None, backend: str | None = None, device: str | None = None
+    *,
+    checkpoint: str | None = None,
+    backend: str | None = None,
+    device: str | None = None,
+    model: str | None = None,
 ) -> list[str]:
-    """The overrides that the ``--checkpoint``/``--backend``/``--device`` flags stand for."""
+    """The overrides that the ``--model``/``--checkpoint``/``--backend``/``--device`` flags stand for
+    (``--model NAME``: that family's shipped checkpoint and architecture; ``--checkpoint`` wins)."""
     out = []
+    if model:
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; known: {sorted(MODELS)}")
+        out += [f"checkpoint={MODELS[model][0]}", f"model_config={MODELS[model][1]}"]
     if checkpoint:
         out.append(f"checkpoint={checkpoint}")
     if backend:

@@ -45,7 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.clip_scores import ClipResult, clip_condition, clip_experts, clip_prediction, summarise
-from engine.config import DEFAULT_CONFIG, EngineConfig, build_engine_config, engine_shortcuts, resolve_path
+from engine.config import (
+    DEFAULT_CONFIG,
+    MODELS,
+    EngineConfig,
+    build_engine_config,
+    engine_shortcuts,
+    resolve_path,
+)
 from engine.engine import UNTRAINED_BANNER
 from engine.frames import AudioFrame, EmotionEvent, Frame, SourceStatusFrame, VideoFrame
 from engine.labelled_clips import Clip, Listing, UsageError, list_clips
@@ -225,7 +232,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--root", required=True, help="folder of media files with labels.csv (name,label)")
     ap.add_argument("--json", required=True, metavar="OUT", help="write the report here")
     ap.add_argument("--fast", action="store_true", help="replay as fast as possible, not at real-time pace")
-    ap.add_argument("--checkpoint", metavar="PATH", help="trained CM-ARR checkpoint (.safetensors)")
+    ap.add_argument("--model", choices=sorted(MODELS), help="fusion model family: its shipped checkpoint")
+    ap.add_argument("--checkpoint", metavar="PATH", help="trained fusion checkpoint (.safetensors)")
+    ap.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="MODEL_OR_PATH",
+        help="also score this fusion model (a family name such as cider, or a checkpoint) on the same clips "
+        "with the same extractors (repeatable)",
+    )
     ap.add_argument(
         "--config", metavar="YAML", help=f"engine config (default configs/engine/{DEFAULT_CONFIG.name})"
     )
@@ -251,9 +267,9 @@ def engine_config(args: argparse.Namespace) -> tuple[EngineConfig, list[str]]:
     if args.config and not resolve_path(args.config).is_file():
         raise UsageError(f"--config {args.config} does not exist")
     config = str(resolve_path(args.config)) if args.config else None
-    overrides = [*args.set, *engine_shortcuts(checkpoint=args.checkpoint)]
     try:
-        cfg = build_engine_config(config, args.set, checkpoint=args.checkpoint)
+        overrides = [*args.set, *engine_shortcuts(checkpoint=args.checkpoint, model=args.model)]
+        cfg = build_engine_config(config, args.set, checkpoint=args.checkpoint, model=args.model)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     return cfg, overrides
@@ -274,23 +290,81 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"no media file under {args.root} has a label in labels.csv")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
+    compare = [compare_config(cfg, c) for c in args.compare]  # fail fast, before any model loads
     _log(f"loading models ({len(clips)} clips to replay)...")
     try:
         models = SharedModels.load(cfg)
     except (ValueError, FileNotFoundError) as e:  # a bad checkpoint or profile: the user's input
         raise UsageError(f"cannot load the models: {e}") from None
+    reports = []
     try:
         if not models.fusion.trained:
             _log(UNTRAINED_BANNER)
         results = asyncio.run(replay_all(clips, cfg, models, args.fast, _log, args.tracks))
+        reports.append(build_report(results, listing, models, overrides, args.config))
+        for name, ccfg in compare:
+            try:
+                other = models.with_fusion(ccfg)
+            except (ValueError, FileNotFoundError) as e:
+                raise UsageError(f"cannot load --compare {name}: {e}") from None
+            try:
+                _log(f"--compare {name}: {other.fusion.identity}")
+                res = asyncio.run(replay_all(clips, ccfg, other, args.fast, _log, args.tracks))
+                reports.append(build_report(res, listing, other, [f"compare={name}"], args.config))
+            finally:
+                other.backend.close()
     finally:
         models.close()
-    report = build_report(results, listing, models, overrides, args.config)
+    report = reports[0]
     report["tracks"] = args.tracks
+    if len(reports) > 1:
+        report["comparison"] = comparison(reports)
     out.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
-    _log(summary_text(report))
+    for r in reports:
+        _log(summary_text(r))
+    if len(reports) > 1:
+        _log(comparison_text(report["comparison"]))
     _log(f"report written to {out}")
     return 0
+
+
+def compare_config(cfg: EngineConfig, what: str) -> tuple[str, EngineConfig]:
+    """The engine config of a ``--compare`` model: a family name (its shipped checkpoint) or a path."""
+    import dataclasses
+
+    from engine.stages.fusion import check_checkpoint
+
+    if what in MODELS:
+        ckpt, arch = MODELS[what]
+    else:
+        ckpt, arch = what, cfg.model_config
+    other = dataclasses.replace(cfg, checkpoint=ckpt, model_config=arch)
+    try:
+        check_checkpoint(other)
+    except FileNotFoundError as e:
+        raise UsageError(f"--compare {what}: {e}") from None
+    return what, other
+
+
+def comparison(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per model: overall and per-condition scores on the same clips, and the per-clip predictions."""
+    return {
+        "models": [
+            {"model": r["model"], "overall": r["overall"], "by_condition": r["by_condition"]} for r in reports
+        ],
+        "clips": [
+            {"name": c["name"], "label": c["label"], "pred": [r["clips"][i]["pred"] for r in reports]}
+            for i, c in enumerate(reports[0]["clips"])
+        ],
+    }
+
+
+def comparison_text(comp: dict[str, Any]) -> str:
+    lines = ["same clips, same extractors:"]
+    for m in comp["models"]:
+        o = m["overall"]
+        lines.append(f"  {m['model']}: WAR {_pct(o['war'])}  UAR {_pct(o['uar'])}  n={o['n']}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,12 @@ class SharedModels:
             ex.close()
             raise
 
+    def with_fusion(self, cfg: EngineConfig) -> SharedModels:
+        """The same extractors with the fusion model and backend of ``cfg`` (e.g. a second model scored on
+        the same clips). Close only its backend: the extractors stay this object's."""
+        fm = load_fusion_model(cfg, self.extractors.describe(), self.extractors.dims)
+        return SharedModels(self.extractors, fm, build_backend(fm, cfg))
+
     def engine(self, cfg: EngineConfig, sources: Sequence[Source], **kw: Any) -> Engine:
         """A fresh engine for one clip or stream on these models."""
         return Engine(

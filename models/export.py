@@ -151,8 +151,9 @@ def build_model(config_path: str | None, checkpoint: str | None, random_init: bo
     from .checkpoint import _registry
     from .config_io import load_yaml
 
-    data = load_yaml(config_path)
-    kind = model_type or ("cider" if "cider" in Path(config_path).stem else "cmarr")
+    data = dict(load_yaml(config_path))
+    named = data.pop("model_type", None)  # a model YAML may name its family
+    kind = model_type or named or ("cider" if "cider" in Path(config_path).stem else "cmarr")
     if kind not in _registry():
         raise SystemExit(f"unknown --model-type {kind!r}; known: {sorted(_registry())}")
     model_cls, cfg_cls = _registry()[kind]

@@ -58,6 +58,30 @@ def test_run_live_uses_the_trained_checkpoint(trained_checkpoint: Path, tmp_path
     assert fused and all(abs(sum(e["probs"].values()) - 1.0) < 1e-4 for e in fused)
 
 
+def test_a_cider_checkpoint_goes_through_the_same_chain(
+    trained_cider_checkpoint: Path, tmp_path: Path
+) -> None:
+    """CIDer trained by the same trainer on the same store: self-describing, calibrated, and run live."""
+    import run_live
+
+    ck = load_checkpoint(trained_cider_checkpoint)
+    meta = FusionMeta.from_extra(ck.extra)
+    assert ck.model_type == "cider" and ck.identity.startswith("cider-chain-test:")
+    assert meta.dims == {"text": 384, "audio": 384, "video": 135} and meta.temperature > 0
+    assert ck.extra["train_config"]["model"]["mssd"]["enabled"] is True
+    out = tmp_path / "events.jsonl"
+    argv = ["--video", str(clip("ANG")), "--fast", "--no-display", "--jsonl", str(out)]
+    assert (
+        run_live.main([*argv, "--checkpoint", str(trained_cider_checkpoint), "--set", "backend.name=torch"])
+        == 0
+    )
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(events) >= 2 and all(e["trained"] is True and e["model"] == ck.identity for e in events)
+    fused = [e for e in events if e["probs"]]
+    assert fused and all(abs(sum(e["probs"].values()) - 1.0) < 1e-4 for e in fused)
+    assert any(e["condition"] == "tav" for e in fused)  # all three modalities fused through CIDer
+
+
 def test_engine_evaluate_reports_the_trained_checkpoint(trained_checkpoint: Path, tmp_path: Path) -> None:
     from engine.evaluate import main
 

@@ -18,6 +18,13 @@ Modes (r is the missing rate; "valid" means a real, non-padding position):
   data: equal lengths and masks).
 * ``stmfm``: one contiguous block of length round((L - 2) * r) per sample, starting uniformly in
   [1, L - 1 - block], shared by all modalities (aligned data); positions 0 and L - 1 are never dropped.
+
+TMFM and STMFM on unaligned sequences (speech frames at 50 Hz next to a dozen word tokens): the mask is
+drawn on a reference time axis, the sample's longest modality (its finest resolution), and every
+position of every modality takes the value of the reference position at the same relative time (the
+centre of position j of a modality with n valid positions lies at (j + 0.5) / n of the utterance). A
+missing time region then removes the frames and the tokens of that region together; the stores keep no
+word timestamps, so tokens are placed evenly over the utterance.
 * ``smm``: one of the 7 fixed availability combinations (``models.modalities.CONDITIONS``); the
   modalities outside it are dropped entirely. Training draws a combination per sample.
 
@@ -99,14 +106,34 @@ def _ends(valid: torch.Tensor) -> torch.Tensor:
     return has & ((pos == 0) | (pos == (length - 1).clamp(min=0).unsqueeze(1)))
 
 
-def _check_aligned(valid: tuple[torch.Tensor, ...], mode: str) -> None:
-    if not (valid[0].shape == valid[1].shape == valid[2].shape) or not (
+def _aligned(valid: tuple[torch.Tensor, ...]) -> bool:
+    """Equal shapes and validity masks: one position index is one time step in every modality."""
+    return (valid[0].shape == valid[1].shape == valid[2].shape) and bool(
         torch.equal(valid[0], valid[1]) and torch.equal(valid[0], valid[2])
-    ):
-        raise ValueError(
-            f"mode {mode!r} needs aligned data: the three modalities must have equal lengths "
-            f"and masks, got shapes {[tuple(v.shape) for v in valid]}"
-        )
+    )
+
+
+def _on_relative_time(ref_keep: torch.Tensor, ref_len: torch.Tensor, valid: tuple[torch.Tensor, ...]) -> list:
+    """Map a keep mask on the reference axis ([B, W], ``ref_len`` [B] valid positions) to every modality:
+    position j of a modality with n valid positions reads the reference at floor((j + 0.5) * ref / n)."""
+    out = []
+    for v in valid:
+        n = v.sum(dim=1).clamp(min=1).to(torch.float64).unsqueeze(1)  # [B, 1]
+        pos = torch.arange(v.shape[1], dtype=torch.float64).unsqueeze(0) + 0.5
+        idx = torch.floor(pos * ref_len.to(torch.float64).unsqueeze(1) / n).long()
+        idx = idx.clamp(min=0, max=max(ref_keep.shape[1] - 1, 0))
+        out.append(torch.gather(ref_keep, 1, idx) if ref_keep.shape[1] else torch.ones_like(v))
+    return out
+
+
+def _block_hole(length: torch.Tensor, rate: torch.Tensor, width: int, g: torch.Generator) -> torch.Tensor:
+    """[B, width] bool: one block of round((L - 2) * rate) positions starting uniformly in
+    [1, L - 1 - block] (never position 0 or L - 1)."""
+    block = torch.round((length - 2).clamp(min=0).to(torch.float64) * rate.to(torch.float64)).long()
+    span = (length - 1 - block).clamp(min=1)  # number of allowed starts
+    start = 1 + torch.floor(_uniform((length.shape[0],), g) * span).long()
+    pos = torch.arange(width).unsqueeze(0)
+    return (pos >= start.unsqueeze(1)) & (pos < (start + block).unsqueeze(1))
 
 
 def draw_masks(
@@ -143,23 +170,20 @@ def draw_masks(
         rate = _uniform((B, 1), g) * spec.max_train_rate if r is None else torch.full((B, 1), float(r))
         on = _uniform((B, 3), g) >= rate  # [B, 3] modality kept
         keep = [on[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)]
-    elif mode == "tmfm":
-        _check_aligned(valid, mode)
-        rate = _uniform((B, 1), g) * spec.max_train_rate if r is None else torch.full((B, 1), float(r))
-        shared = _uniform((B, lens[0]), g) >= rate
-        shared = shared | _ends(valid[0]) if spec.protect_text_ends else shared
-        keep = [shared] * 3
-    elif mode == "stmfm":
-        _check_aligned(valid, mode)
-        rate = _uniform((B,), g) * spec.max_train_rate if r is None else torch.full((B,), float(r))
-        length = valid[0].sum(dim=1)  # [B] valid length L
-        block = torch.round((length - 2).clamp(min=0).to(torch.float64) * rate.to(torch.float64)).long()
-        # Start uniformly in [1, L - 1 - block] (inclusive): the block never touches position 0 or L - 1.
-        span = (length - 1 - block).clamp(min=1)  # number of allowed starts
-        start = 1 + torch.floor(_uniform((B,), g) * span).long()
-        pos = torch.arange(lens[0]).unsqueeze(0)
-        hole = (pos >= start.unsqueeze(1)) & (pos < (start + block).unsqueeze(1))
-        keep = [~hole] * 3
+    elif mode in ("tmfm", "stmfm"):
+        aligned = _aligned(valid)
+        # Reference axis: the text positions for aligned data, else each sample's longest modality.
+        ref_len = valid[0].sum(dim=1) if aligned else torch.stack([v.sum(dim=1) for v in valid], 1).amax(1)
+        width = lens[0] if aligned else int(ref_len.max()) if B else 0
+        if mode == "tmfm":
+            rate = _uniform((B, 1), g) * spec.max_train_rate if r is None else torch.full((B, 1), float(r))
+            shared = _uniform((B, width), g) >= rate
+            if spec.protect_text_ends and aligned:
+                shared = shared | _ends(valid[0])
+        else:
+            rate = _uniform((B,), g) * spec.max_train_rate if r is None else torch.full((B,), float(r))
+            shared = ~_block_hole(ref_len, rate, width, g)
+        keep = [shared] * 3 if aligned else _on_relative_time(shared, ref_len, valid)
     else:  # smm
         names = list(CONDITIONS)
         if spec.condition is not None:
@@ -170,7 +194,7 @@ def draw_masks(
         keep = [on[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)]
     if spec.protect_text_ends:
         keep[0] = keep[0] | _ends(valid[0])
-        if mode in ("tmfm", "stmfm"):  # the shared time mask keeps the ends for every modality
+        if mode in ("tmfm", "stmfm") and _aligned(valid):  # the shared time mask keeps every modality's ends
             keep[1] = keep[1] | _ends(valid[0])
             keep[2] = keep[2] | _ends(valid[0])
     kept = tuple(k & v for k, v in zip(keep, valid, strict=True))

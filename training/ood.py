@@ -207,11 +207,21 @@ def choose_tau(
     cf_log_probs: torch.Tensor,
     labels: torch.Tensor,
     grid: Sequence[float] = tuple(round(0.1 * i, 1) for i in range(11)),
+    metric: str = "accuracy",
 ) -> tuple[float, dict[float, float]]:
-    """tau maximising accuracy of log p - tau * log p_cf on VALIDATION data (ties -> the smallest tau)."""
+    """tau maximising ``metric`` ("accuracy" or "uar") of log p - tau * log p_cf on VALIDATION data
+    (ties -> the smallest tau)."""
+    if metric not in ("accuracy", "uar"):
+        raise ValueError(f"metric must be 'accuracy' or 'uar', got {metric!r}")
+    y = labels.cpu().numpy()
+    num_classes = int(log_probs.shape[-1])
     table: dict[float, float] = {}
     for tau in grid:
-        pred = (log_probs - tau * cf_log_probs).argmax(dim=-1)
-        table[float(tau)] = float((pred == labels).float().mean())
+        pred = (log_probs - tau * cf_log_probs).argmax(dim=-1).cpu().numpy()
+        if metric == "accuracy":
+            table[float(tau)] = float((pred == y).mean())
+        else:
+            recalls = [float((pred[y == c] == c).mean()) for c in range(num_classes) if (y == c).any()]
+            table[float(tau)] = float(np.mean(recalls))
     best = max(table.values())
     return min(t for t, a in table.items() if a == best), table

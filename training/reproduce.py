@@ -44,6 +44,7 @@ CORPORA: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("fer2013", "fer2013-4class.npz", ()),
 )
 SPEAKER_CORPORA = ("ravdess", "emodb")
+MAKE_TARGETS = {"configs/train/cider_offline.yaml": "make train-cider"}
 
 
 def extract_all(data: Path, store: Path, progress: bool) -> None:
@@ -80,7 +81,9 @@ def speaker_folds(store: Path, k: int) -> list[list[str]]:
     return folds
 
 
-def run_training(store: Path, out: Path, overrides: list[str], refinalize: bool = False) -> dict[str, Any]:
+def run_training(
+    store: Path, out: Path, overrides: list[str], refinalize: bool = False, config: Path = CONFIG
+) -> dict[str, Any]:
     """One training (resumed where it stopped). A finished one is reused; with ``refinalize`` its
     trained weights are kept and only what follows training (``training.finalize``, reports) runs again."""
     done = out / "summary.json"
@@ -88,7 +91,7 @@ def run_training(store: Path, out: Path, overrides: list[str], refinalize: bool 
     if before.get("test_report") and not refinalize:
         return before  # finished in an earlier run
     t0 = time.perf_counter()
-    cfg = load_train_config(CONFIG, overrides, root=str(store))
+    cfg = load_train_config(config, overrides, root=str(store))
     res = train(cfg, out, resume=(out / "last_state.pt").is_file())
     summary = json.loads(done.read_text())
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -148,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5, help="leave-speakers-out folds (0: skip)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the run without face pairing")
     ap.add_argument("--ship", action="store_true", help="copy checkpoint and card into models/assets/")
+    ap.add_argument("--config", type=Path, default=CONFIG, help="train config (default: the CM-ARR one)")
+    ap.add_argument("--asset", default=ASSET.stem,
+                    help=f"name of the shipped files in models/assets/ (default {ASSET.stem})")
     ap.add_argument("--refinalize", action="store_true",
                     help="keep finished trainings' weights; redo gates, expert weights, temperature, reports")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -164,19 +170,28 @@ def main(argv: list[str] | None = None) -> int:
     timings["extract_s"] = round(time.perf_counter() - t, 1)
     timings["extracted_utterances"] = _stored(store) - before  # 0: an existing store was resumed
     base = list(args.overrides) + (["progress=false"] if args.no_progress else [])
-    report: dict[str, Any] = {"config": str(CONFIG.relative_to(REPO)), "overrides": base, "store": str(store)}
+    config = args.config.resolve()
+    asset, card_path = ASSET.with_name(f"{args.asset}.safetensors"), CARD.with_name(f"{args.asset}.md")
+    shown = config.relative_to(REPO) if config.is_relative_to(REPO) else config.name
+    report: dict[str, Any] = {"config": str(shown), "overrides": base, "store": str(store)}
+    if config != CONFIG.resolve():  # another recipe than the shipped CM-ARR's: its own command
+        report["command"] = f"python -m training.reproduce --config {shown} --asset {args.asset}"
+        report["make"] = MAKE_TARGETS.get(str(shown), "make train-offline")
     # Training times are what each training took when it ran (a resumed run reuses finished ones).
     again = args.refinalize
-    report["final"] = run_training(store, out / "final", base, again)
+    report["final"] = run_training(store, out / "final", base, again, config)
     timings["train_final_s"] = report["final"].get("wall_seconds", 0.0)
     ckpt = out / "final" / "best.safetensors"
     if not args.no_ablation:
-        report["no_pairing"] = run_training(store, out / "no_pairing", [*base, "data.pair_faces=0"], again)
+        overrides = [*base, "data.pair_faces=0"]
+        report["no_pairing"] = run_training(store, out / "no_pairing", overrides, again, config)
         timings["train_no_pairing_s"] = report["no_pairing"].get("wall_seconds", 0.0)
     if args.folds:
         folds = speaker_folds(store, args.folds)
         fold_summaries = [
-            run_training(store, out / f"cv_fold{i}", [*base, f"data.test_speakers={json.dumps(spk)}"], again)
+            run_training(
+                store, out / f"cv_fold{i}", [*base, f"data.test_speakers={json.dumps(spk)}"], again, config
+            )
             for i, spk in enumerate(folds)
         ]
         aggregate = aggregate_folds([s["test_report"] for s in fold_summaries])
@@ -192,14 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     timings["trainings_s"] = round(sum(timings.get(k, 0.0) for k in trainings), 1)
     report["timings"] = timings
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    card = render_card(report, ckpt, ASSET.name)
+    card = render_card(report, ckpt, asset.name)
     (out / "model_card.md").write_text(card)
     if args.ship:
-        ASSET.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ckpt, ASSET)
-        ASSET.chmod(0o644)
-        CARD.write_text(card)
-        print(f"shipped {ASSET.relative_to(REPO)} and {CARD.relative_to(REPO)}")
+        asset.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ckpt, asset)
+        asset.chmod(0o644)
+        card_path.write_text(card)
+        print(f"shipped {asset.relative_to(REPO)} and {card_path.relative_to(REPO)}")
     print(f"report: {out / 'report.json'}; model card: {out / 'model_card.md'}; {timings}")
     return 0
 

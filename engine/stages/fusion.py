@@ -109,18 +109,32 @@ def load_fusion_model(
             info.experts,
             info.licence,
         )
-    from models.cmarr import CMARR, CMARRConfig
     from models.config_io import from_dict, load_yaml, to_dict
 
-    data = load_yaml(resolve_path(cfg.model_config))
+    data = dict(load_yaml(resolve_path(cfg.model_config)))
+    model_cls, cfg_cls = untrained_family(str(data.pop("model_type", "cmarr")), cfg.model_config)
     mc = from_dict(
-        CMARRConfig,
+        cfg_cls,
         {**data, "text_dim": dims["text"], "audio_dim": dims["audio"], "video_dim": dims["video"]},
+        where=str(cfg.model_config),
     )
     torch.manual_seed(cfg.seed)
-    model = CMARR(mc).eval()
+    model = model_cls(mc).eval()
     key = "untrained-" + hashlib.sha256((str(to_dict(mc)) + _weights_hash(model)).encode()).hexdigest()[:24]
     return FusionModel(model, UNTRAINED, key, False, tuple(mc.class_names), dims)
+
+
+def untrained_family(model_type: str, where: str) -> tuple[type, type]:
+    """(model class, config class) of a model family named by a model YAML's ``model_type``."""
+    if model_type == "cmarr":
+        from models.cmarr import CMARR, CMARRConfig
+
+        return CMARR, CMARRConfig
+    if model_type == "cider":
+        from models.cider import CIDer, CIDerConfig
+
+        return CIDer, CIDerConfig
+    raise ValueError(f"{where}: model_type must be 'cmarr' or 'cider', got {model_type!r}")
 
 
 def build_backend(fm: FusionModel, cfg: EngineConfig) -> FusionBackend:

@@ -97,6 +97,43 @@ class WSAM(nn.Module):
         return self.ln(torch.matmul(self.drop(attn), self.v(other))), scores
 
 
+def subset_contexts(
+    scores: torch.Tensor, v: torch.Tensor, key_ok: torch.Tensor, mod: torch.Tensor, drop: nn.Module
+) -> list[torch.Tensor]:
+    """The seven subset attentions of one MCT layer from one exponential and three partial products.
+
+    scores [B, H, N, N], v [B, H, N, hd], key_ok [B, N] bool, mod [N] modality of every token. For each
+    subset S (``SUBSETS``) the context is softmax over the keys of S (and key_ok) times v, for queries in
+    S; other rows are 0, as are rows with no allowed key. Per modality block m of keys: M_m = the row
+    maximum, E_m = exp(scores - M_m) on allowed keys, P_m = E_m v_m, Z_m = sum E_m; then
+    ctx_S = sum_{m in S} e^{M_m - M_S} P_m / sum_{m in S} e^{M_m - M_S} Z_m with M_S = max_{m in S} M_m,
+    which is the masked softmax of every subset, exactly and without overflow, at the cost of one.
+    Attention dropout drops entries of E (one draw shared by the seven subsets).
+    """
+    n = scores.shape[-1] // 3  # tokens come in three blocks of L: text, audio, video
+    blocks = [(mod == m) for m in range(3)]  # [N] bool each
+    maxes, parts, sums = [], [], []
+    for m in range(3):
+        ok = key_ok[:, None, None, m * n : (m + 1) * n]  # [B, 1, 1, L]
+        s_m = scores[..., m * n : (m + 1) * n].masked_fill(~ok, NEG)
+        m_m = s_m.amax(dim=-1, keepdim=True)  # [B, H, N, 1]; NEG when the block has no allowed key
+        e = torch.exp(s_m - m_m) * ok.to(scores.dtype)
+        sums.append(e.sum(dim=-1, keepdim=True))
+        parts.append(torch.matmul(drop(e), v[:, :, m * n : (m + 1) * n]))  # [B, H, N, hd]
+        maxes.append(m_m)
+    out = []
+    for sub in SUBSETS:
+        m_s = torch.stack([maxes[m] for m in sub]).amax(dim=0)
+        w = [torch.exp(maxes[m] - m_s) for m in sub]
+        num = sum(wi * parts[m] for wi, m in zip(w, sub, strict=True))
+        den = sum(wi * sums[m] for wi, m in zip(w, sub, strict=True))
+        rows = torch.zeros_like(mod, dtype=torch.bool)
+        for m in sub:
+            rows = rows | blocks[m]
+        out.append(num / den.clamp(min=1e-12) * rows[None, None, :, None].to(scores.dtype))
+    return out
+
+
 class MCTLayer(nn.Module):
     """Pre-LN composite transformer layer over [B, 3*L, d] tokens (blocks of L per modality)."""
 
@@ -124,14 +161,8 @@ class MCTLayer(nn.Module):
         q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
         q, k, v = (t.reshape(b, n, self.heads, self.hd).transpose(1, 2) for t in (q, k, v))  # [B, H, 3L, hd]
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.hd)  # [B, H, 3L, 3L]
-        ctxs = []
-        for sub in SUBSETS:
-            in_sub = torch.zeros_like(mod, dtype=torch.bool)
-            for m in sub:
-                in_sub = in_sub | (mod == m)
-            allowed = key_ok[:, None, None, :] & in_sub[None, None, None, :] & in_sub[None, None, :, None]
-            ctx = torch.matmul(self.drop(masked_softmax(scores, allowed)), v)  # [B, H, 3L, hd]
-            ctxs.append(ctx.transpose(1, 2).reshape(b, n, d))  # rows outside the subset are 0
+        ctxs = subset_contexts(scores, v, key_ok, mod, self.drop)
+        ctxs = [c.transpose(1, 2).reshape(b, n, d) for c in ctxs]  # rows outside the subset are 0
         outs = []
         for m in range(3):
             sel = (mod == m).to(x.dtype)[None, :, None]  # [1, 3L, 1]

@@ -83,14 +83,50 @@ def test_rmm_drops_whole_modalities_at_rate() -> None:
         assert abs(rows_none.float().mean().item() - 0.3) < 0.04
 
 
-def test_tmfm_shared_time_mask_and_alignment_check() -> None:
+def test_tmfm_shared_time_mask_on_aligned_data() -> None:
     m = _masks([6, 4, 2], 6)
     mm = draw_masks(m, m, m, MissingSpec("tmfm", rate=0.5), torch.Generator().manual_seed(2))
     assert torch.equal(mm.kept[0], mm.kept[1]) and torch.equal(mm.kept[0], mm.kept[2])
     expect = (torch.rand((3, 6), generator=torch.Generator().manual_seed(2)) >= 0.5) & m
     assert torch.equal(mm.kept[0], expect)
-    with pytest.raises(ValueError, match="aligned"):
-        draw_masks(m, _masks([6, 4, 2], 7), m, MissingSpec("tmfm", rate=0.5), torch.Generator())
+
+
+def test_tmfm_on_unaligned_sequences_drops_the_same_time_in_every_modality() -> None:
+    # Speech frames (20 and 10 valid) next to word tokens (4 and 5 valid), no video: the audio is the
+    # reference axis, and token i of n sits at relative time (i + 0.5) / n.
+    text, audio, video = _masks([4, 5], 6), _masks([20, 10], 20), _masks([0, 0], 1)
+    for seed in range(4):
+        mm = draw_masks(
+            text, audio, video, MissingSpec("tmfm", rate=0.5), torch.Generator().manual_seed(seed)
+        )
+        for b, (nt, na) in enumerate(((4, 20), (5, 10))):
+            for i in range(nt):
+                j = int((i + 0.5) * na / nt)
+                assert bool(mm.kept[0][b, i]) == bool(mm.kept[1][b, j])
+        assert not mm.kept[2].any() and not mm.dropped[2].any()
+    big = draw_masks(
+        _masks([8] * 400, 8),
+        _masks([40] * 400, 40),
+        _masks([0] * 400, 1),
+        MissingSpec("tmfm", rate=0.3),
+        torch.Generator().manual_seed(0),
+    )
+    assert abs(big.dropped[1].float().mean().item() - 0.3) < 0.02  # the rate holds on the reference axis
+    assert abs(big.dropped[0].float().mean().item() - 0.3) < 0.03
+
+
+def test_stmfm_on_unaligned_sequences_is_one_time_region() -> None:
+    text, audio, video = _masks([10], 10), _masks([100], 100), _masks([0], 1)
+    for seed in range(5):
+        mm = draw_masks(
+            text, audio, video, MissingSpec("stmfm", rate=0.4), torch.Generator().manual_seed(seed)
+        )
+        hole_a = mm.dropped[1][0].nonzero().flatten().tolist()
+        assert len(hole_a) == round(98 * 0.4) and hole_a == list(range(hole_a[0], hole_a[0] + len(hole_a)))
+        hole_t = mm.dropped[0][0].nonzero().flatten().tolist()
+        assert hole_t == list(range(hole_t[0], hole_t[0] + len(hole_t)))  # contiguous tokens
+        # every dropped token's centre lies inside the dropped stretch of speech
+        assert all(hole_a[0] <= int((i + 0.5) * 10) <= hole_a[-1] for i in hole_t)
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.3, 0.5, 1.0])

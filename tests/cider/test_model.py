@@ -122,3 +122,31 @@ def test_onnx_export_dynamic_lengths_and_masks(tmp_path) -> None:
             ref = m(*x).logits.detach().numpy()
             got = sess.run(None, {k: v.numpy() for k, v in zip(INPUT_NAMES, x, strict=True)})[0]
             assert abs(got - ref).max() < 1e-4, (lengths, avail)
+
+
+def test_subset_attentions_equal_the_seven_direct_masked_softmaxes() -> None:
+    """The factorised MCT attention against the direct form: per subset, softmax over the subset's allowed
+    keys for queries in the subset, zero elsewhere; also with one block's scores 200 above the others'
+    (a single shared maximum would underflow the rest) and with rows that have no allowed key."""
+    from torch import nn
+
+    from models.cider.modeling_cider import SUBSETS, masked_softmax, subset_contexts
+
+    g = torch.Generator().manual_seed(0)
+    B, H, L, hd = 3, 2, 5, 4
+    n = 3 * L
+    mod = torch.cat([torch.full((L,), m) for m in range(3)])
+    scores = torch.randn(B, H, n, n, generator=g) * 3
+    scores[1, :, :, L : 2 * L] += 200.0  # sample 1: the audio keys dominate every row
+    v = torch.randn(B, H, n, hd, generator=g)
+    key_ok = torch.rand(B, n, generator=g) > 0.3
+    key_ok[2, L : 2 * L] = False  # sample 2: no audio key at all
+    got = subset_contexts(scores, v, key_ok, mod, nn.Identity())
+    for sub, ctx in zip(SUBSETS, got, strict=True):
+        in_sub = torch.zeros(n, dtype=torch.bool)
+        for m in sub:
+            in_sub |= mod == m
+        allowed = key_ok[:, None, None, :] & in_sub[None, None, None, :] & in_sub[None, None, :, None]
+        want = torch.matmul(masked_softmax(scores, allowed), v)
+        assert torch.allclose(ctx, want, atol=1e-5), sub
+        assert torch.isfinite(ctx).all()

@@ -85,6 +85,31 @@ def test_microphone_muted_for_5s_then_back(
     assert any(e.modalities["audio"].state == "present" for e in after), audio  # back when unmuted
 
 
+def test_microphone_stalls_then_resumes(
+    monkeypatch: pytest.MonkeyPatch, extractors: Any, fusion: Any, backend: Any
+) -> None:
+    """The driver stops calling back after 2 s while the stream still says it is active: the source
+    reports the stall, closes and reopens the device, and audio comes back."""
+    speech = load_audio(ANG_WAV, sr=48000)
+    pcm = np.concatenate([speech] * 4)[:, None]
+    fake = FakeSoundDevice(pcm, samplerate=48000, stall_after_s=2.0)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    mic = MicrophoneSource(None, block_s=0.02, stall_s=1.0, reopen_s=0.5, max_seconds=8.0)
+    events, _ = run_engine(config(window_s=1.0, hop_s=1.0, asr=False), [mic], extractors, fusion, backend)
+    gapless(events)
+    audio = states(events, "audio")
+    # The stall starts at 2.0 s: the window that ends next holds no audio, and is marked missing (the
+    # source reports the stall itself after stall_s, by when the window has already closed).
+    gone = [i for i, e in enumerate(events) if e.modalities["audio"].state != "present"]
+    assert gone and events[gone[0]].t_end == pytest.approx(3.0), audio
+    first = events[gone[0]].modalities["audio"].reason
+    assert first.startswith("dropout: ") or "stalled" in first, audio  # no or too little audio
+    assert all(e.modalities["audio"].state == "present" for e in events[: gone[0]]), audio
+    assert any(e.modalities["audio"].state == "present" for e in events[gone[-1] + 1 :]), audio  # resumed
+    assert events[gone[-1]].t_end <= 3.0 + 1.0 + 0.5 + 1.0, audio  # back within a window of the reopen
+    assert len(fake.streams) >= 2 and not fake.streams[0].active  # the stalled stream was closed
+
+
 def test_file_corrupt_half_way_recovers(tmp_path: Any, extractors: Any, fusion: Any, backend: Any) -> None:
     """3% of the bytes of the long A/V fixture overwritten at 15% (about 9.5 s in): the damaged span is
     reported with the decoder's error, and the rest of the file plays on."""

@@ -2,7 +2,9 @@
 
 Install with ``monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice(...))``. ``pcm`` is
 [n, channels] float32 at ``samplerate``; ``stop_after_s`` ends the callbacks (a device unplugged);
-``fail_open`` makes opening raise like PortAudio does without a device.
+``fail_open`` makes opening raise like PortAudio does without a device; ``stall_after_s`` makes the
+first stream stop calling back after that much audio while it still reports itself active (a driver
+stall); streams opened after it deliver normally.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class FakeInputStream:
         pos = 0
         t0 = time.monotonic()
         while not self._stop.is_set():
+            stall = self.owner.stall_after_s
+            if stall is not None and self is self.owner.streams[0] and pos / self.samplerate >= stall:
+                self._stop.wait()  # stalled: active, but no callback until stopped
+                return
             if self.owner.stop_after_s is not None and pos / self.samplerate >= self.owner.stop_after_s:
                 self.active = False
                 self.owner.fail_open = True  # unplugged: reopening fails from now on
@@ -82,8 +88,10 @@ class FakeSoundDevice(types.ModuleType):
         stop_after_s: float | None = None,
         fail_open: bool = False,
         speed: float = 1.0,
+        stall_after_s: float | None = None,
     ) -> None:
         super().__init__("sounddevice")
+        self.stall_after_s = stall_after_s
         self.pcm = pcm if pcm.ndim == 2 else pcm[:, None]
         self.samplerate = samplerate
         self.stop_after_s = stop_after_s
