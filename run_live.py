@@ -236,6 +236,7 @@ async def amain(args: argparse.Namespace) -> int:
     if args.server:
         return await amain_remote(args)
     from engine import UNTRAINED_BANNER, Engine
+    from engine.backends import BackendError, preflight
     from engine.memory import trim_every
     from engine.stages.fusion import ProfileMismatchError
     from models.fusion_meta import CheckpointMetaError
@@ -249,7 +250,8 @@ async def amain(args: argparse.Namespace) -> int:
     sources = build_sources(args)
     try:
         check_checkpoint(cfg)
-    except FileNotFoundError as e:
+        preflight(cfg.backend.name, cfg.backend.device)
+    except (FileNotFoundError, BackendError) as e:
         return _fail(str(e))
     bad = check_files(sources)  # a file asked for at start fails here, before any model loads
     if bad:
@@ -259,7 +261,7 @@ async def amain(args: argparse.Namespace) -> int:
     print("loading models...", file=sys.stderr, flush=True)
     try:
         await eng.start()
-    except (FileNotFoundError, CheckpointMetaError, ProfileMismatchError) as e:
+    except (FileNotFoundError, CheckpointMetaError, ProfileMismatchError, BackendError) as e:
         await eng.close()
         return _fail(str(e).splitlines()[0] if isinstance(e, FileNotFoundError) else str(e))
     if not eng.fusion_model.trained:

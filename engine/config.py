@@ -169,6 +169,14 @@ class BackendConfig:
             raise ValueError(f"backend.precision must be fp32, fp16 or int8, got {self.precision!r}")
         if self.calibration is not None and self.precision != "int8":
             raise ValueError("backend.calibration is for backend.precision=int8")
+        if self.name == "tensorrt" and self.precision == "int8":
+            if self.calibration is None:
+                raise ValueError("backend.precision=int8 needs backend.calibration: an .npz of fusion inputs "
+                                 "recorded with python -m engine.calibrate")
+            if not resolve_path(self.calibration).is_file():
+                raise ValueError(f"backend.calibration {self.calibration} does not exist; record it with "
+                                 "python -m engine.calibrate")
+            self.calibration = str(resolve_path(self.calibration))
         defaults = BackendConfig.__dataclass_fields__
         for f, users in BACKEND_FIELDS.items():
             if self.name not in users and getattr(self, f) != defaults[f].default:

@@ -44,6 +44,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from engine.backends import preflight
 from engine.clip_scores import ClipResult, clip_condition, clip_experts, clip_prediction, summarise
 from engine.config import (
     DEFAULT_CONFIG,
@@ -270,6 +271,7 @@ def engine_config(args: argparse.Namespace) -> tuple[EngineConfig, list[str]]:
     try:
         overrides = [*args.set, *engine_shortcuts(checkpoint=args.checkpoint, model=args.model)]
         cfg = build_engine_config(config, args.set, checkpoint=args.checkpoint, model=args.model)
+        preflight(cfg.backend.name, cfg.backend.device)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     return cfg, overrides

@@ -17,20 +17,52 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 
+class BackendError(RuntimeError, ValueError):
+    """A backend that cannot be built as asked on this machine (runtime or GPU missing, an option it
+    refuses, calibration data for another model): the user's settings, reported in one line."""
+
+
 def available_backends() -> tuple[str, ...]:
     return tuple(_REGISTRY)
+
+
+def preflight(name: str, device: str = "cpu") -> None:
+    """Cheap checks that backend ``name`` can run on ``device`` here, before any model loads: its runtime
+    imports and the device exists. Raises BackendError saying what is missing."""
+    import importlib.util
+
+    import torch
+
+    if name not in _REGISTRY:
+        raise BackendError(f"unknown fusion backend {name!r}; available: {sorted(_REGISTRY)}")
+    cuda = device.startswith("cuda") or name == "tensorrt"
+    if name == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        raise BackendError(
+            "the tensorrt backend needs TensorRT, which is not installed here (pip install '.[tensorrt]' on "
+            "a CUDA machine, or JetPack on Jetson); use backend.name=onnxruntime or torch"
+        )
+    if cuda and not torch.cuda.is_available():
+        raise BackendError(f"the {name} backend on {device!r} needs a CUDA GPU, and none is visible here")
+    if name == "onnxruntime" and device.startswith("cuda"):
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise BackendError(
+                "backend.device=cuda with onnxruntime needs onnxruntime-gpu (its CUDAExecutionProvider); "
+                f"this onnxruntime has {ort.get_available_providers()}"
+            )
 
 
 def create_backend(name: str, model: Any, model_id: str, **options: Any) -> FusionBackend:
     """Build backend ``name`` for ``model`` (a torch fusion model) identified by ``model_id``."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown fusion backend {name!r}; available: {sorted(_REGISTRY)}")
+        raise BackendError(f"unknown fusion backend {name!r}; available: {sorted(_REGISTRY)}")
     module, cls = _REGISTRY[name]
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
         if name == "tensorrt":
-            raise RuntimeError(
+            raise BackendError(
                 "the tensorrt backend is not available here: "
                 f"{e}. It needs an NVIDIA GPU with TensorRT (pip install '.[tensorrt]'); "
                 "use --backend onnxruntime or torch instead."
@@ -46,10 +78,14 @@ def create_backend(name: str, model: Any, model_id: str, **options: Any) -> Fusi
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"backend {name} does not take option(s) {unknown}; its options are {allowed}")
-    return backend_cls(model, model_id, **options)
+    try:
+        return backend_cls(model, model_id, **options)
+    except (RuntimeError, ValueError) as e:
+        raise BackendError(f"cannot build the {name} fusion backend: {e}") from e
 
 
 __all__ = [
+    "BackendError",
     "BatchStats",
     "BatchingBackend",
     "FusionBackend",
@@ -57,5 +93,6 @@ __all__ = [
     "FusionResult",
     "available_backends",
     "create_backend",
+    "preflight",
     "softmax",
 ]

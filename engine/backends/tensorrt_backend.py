@@ -7,8 +7,12 @@
   replays a captured CUDA graph (``cuda_graphs=True``), which removes per-call launch overhead. At most
   ``max_graphs`` graphs (and their buffers) are kept, least recently used evicted: a stream of varying
   lengths cannot grow device memory without bound.
-* Optional int8 with an entropy calibrator fed from a .npz of real fusion inputs; the engine cache key
-  includes a hash of that file, so new calibration data builds a new engine.
+* Strongly typed: the precision lives in the graph it builds (``engine/backends/graphs.py``): the
+  exported fp32 graph, its fp16 conversion (fp32 inputs and outputs), or its int8 Q/DQ form with
+  activation ranges calibrated on real fusion inputs (``python -m engine.calibrate``). This is the only
+  way TensorRT 11 builds reduced precision (its ``BuilderFlag.FP16``/``INT8`` and int8 calibrators are
+  gone), and it builds the same engine on TensorRT 10. The engine cache key hashes the built graph,
+  which for int8 includes the calibration data.
 
 ``tensorrt`` is an optional dependency (extra ``[tensorrt]``). It is imported when the backend is created,
 and its absence raises a RuntimeError that says what to do (see engine/backends/__init__.py).
@@ -20,7 +24,6 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 
 from .base import FusionBackend, FusionInputs, FusionResult, softmax
+from .graphs import PRECISIONS, file_digest, precision_graph
 from .onnxruntime_backend import cached_graph
 
 
@@ -108,22 +112,6 @@ class GraphCache:
         return len(self._items)
 
 
-def calibration_batches(data: Mapping[str, np.ndarray], batch: int) -> list[dict[str, np.ndarray]]:
-    """Equal-sized calibration batches of ``batch`` samples (fewer when the data holds fewer samples than
-    one batch: then one batch of all of them). Raises a clear ValueError when there is nothing to use."""
-    if "avail" not in data:
-        raise ValueError(f"calibration data needs the fusion inputs (avail, text, ...); got {sorted(data)}")
-    n = int(data["avail"].shape[0])
-    if n == 0:
-        raise ValueError("calibration data holds no samples")
-    bs = max(1, min(int(batch), n))
-    return [{k: np.asarray(data[k][i : i + bs]) for k in data} for i in range(0, n - bs + 1, bs)]
-
-
-def file_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def engine_name(
     onnx_path: str | Path,
     gpu: Any,
@@ -133,8 +121,9 @@ def engine_name(
     calibration_npz: str | Path | None = None,
 ) -> str:
     """The cache file stem of an engine. Everything that changes the built engine is hashed into it: the
-    graph, the GPU (``gpu``: CUDA device properties, name and compute capability), TensorRT's version,
-    the precision, the optimization profile and, for int8, the calibration data."""
+    graph it is built from (``onnx_path``: for int8 the Q/DQ graph, whose scales come from the calibration
+    data), the GPU (``gpu``: CUDA device properties, name and compute capability), TensorRT's version, the
+    precision, the optimization profile and, for int8, the calibration data itself."""
     ident = {"onnx": file_digest(onnx_path), "gpu": gpu.name, "cc": f"{gpu.major}.{gpu.minor}",
              "trt": trt_version, "precision": precision, "profile": shapes.__dict__}
     if precision == "int8" and calibration_npz:
@@ -143,34 +132,15 @@ def engine_name(
     return f"fusion-{precision}-{digest}"
 
 
-def _make_calibrator(trt: Any, batches: list[dict[str, np.ndarray]], cache_file: Path):  # noqa: ANN202
-    """An IInt8EntropyCalibrator2 over ``batches`` (defined here because its base class needs tensorrt)."""
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.batches = batches
-            self.i = 0
-            self.buffers: dict[str, torch.Tensor] = {}
-
-        def get_batch_size(self) -> int:
-            return int(self.batches[0]["avail"].shape[0])
-
-        def get_batch(self, names: list[str]):  # noqa: ANN202
-            if self.i >= len(self.batches):
-                return None
-            b = self.batches[self.i]
-            self.i += 1
-            self.buffers = {n: torch.from_numpy(np.ascontiguousarray(b[n])).cuda() for n in names}
-            return [int(self.buffers[n].data_ptr()) for n in names]
-
-        def read_calibration_cache(self):  # noqa: ANN202
-            return cache_file.read_bytes() if cache_file.is_file() else None
-
-        def write_calibration_cache(self, cache: bytes) -> None:
-            cache_file.write_bytes(bytes(cache))
-
-    return Calibrator()
+def network_flags(trt: Any) -> int:
+    """Creation flags of a strongly typed network: required on TensorRT 10, accepted and ignored on 11
+    (always strongly typed)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if flag is None:
+        raise RuntimeError(
+            f"TensorRT {trt.__version__} cannot build strongly typed networks; TensorRT >= 10 is needed"
+        )
+    return 1 << int(flag)
 
 
 class TensorRTBackend(FusionBackend):
@@ -189,8 +159,8 @@ class TensorRTBackend(FusionBackend):
                                "use --backend onnxruntime or torch instead") from e
         if not torch.cuda.is_available():
             raise RuntimeError("tensorrt backend needs a CUDA GPU; none is visible (use onnxruntime or torch)")
-        if precision not in ("fp32", "fp16", "int8"):
-            raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.trt = trt
         self.precision = precision
         self.device = torch.device(device if device.startswith("cuda") else "cuda")
@@ -199,17 +169,20 @@ class TensorRTBackend(FusionBackend):
             if model is None:
                 raise ValueError("tensorrt backend needs a model to export or an onnx_path")
             onnx_path = cached_graph(model, model_id)
-        self.onnx_path = Path(onnx_path)
+        if precision == "int8" and not calibration_npz:
+            raise ValueError(
+                "int8 needs calibration_npz: a .npz of real fusion inputs (python -m engine.calibrate)"
+            )
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        if precision == "int8" and not calibration_npz:
-            raise ValueError("int8 needs calibration_npz: a .npz of real fusion inputs")
         self.calibration_npz = calibration_npz if precision == "int8" else None
+        # The graph in this precision (the export itself for fp32), made once and cached.
+        self.onnx_path = precision_graph(precision, onnx_path, self.cache_dir, self.calibration_npz, model_id)
+        self.logger = trt.Logger(trt.Logger.WARNING)
         self.engine_path = self.cache_dir / f"{self.cache_key()}.engine"
         self.built_now = False
         if not self.engine_path.is_file():
-            self._build(workspace_mb, calibration_npz)
+            self._build(workspace_mb)
             self.built_now = True
         runtime = trt.Runtime(self.logger)
         self.engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
@@ -230,24 +203,16 @@ class TensorRTBackend(FusionBackend):
             self.onnx_path, props, self.trt.__version__, self.precision, self.shapes, self.calibration_npz
         )
 
-    def _build(self, workspace_mb: int, calibration_npz: str | None) -> None:
+    def _build(self, workspace_mb: int) -> None:
         trt = self.trt
         builder = trt.Builder(self.logger)
-        network = builder.create_network(0)
+        network = builder.create_network(network_flags(trt))
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse(self.onnx_path.read_bytes()):
             errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise RuntimeError(f"TensorRT could not parse {self.onnx_path.name}: {errs}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-        if self.precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if self.precision == "int8":
-            assert calibration_npz is not None
-            config.set_flag(trt.BuilderFlag.INT8)
-            with np.load(calibration_npz) as data:
-                batches = calibration_batches({k: data[k] for k in data.files}, self.shapes.batch[1])
-            config.int8_calibrator = _make_calibrator(trt, batches, self.engine_path.with_suffix(".calib"))
         timing_path = self.cache_dir / "timing.cache"
         cache = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
         config.set_timing_cache(cache, ignore_mismatch=False)

@@ -58,10 +58,12 @@ class ServeConfig:
 
     def build_engine_config(self) -> EngineConfig:
         """The engine config every stream starts from; a missing checkpoint fails here, before loading."""
+        from engine.backends import preflight
         from engine.stages.fusion import check_checkpoint
 
         cfg = build_engine_config(self.engine_config, self.engine_overrides)
         check_checkpoint(cfg)
+        preflight(cfg.backend.name, cfg.backend.device)  # a BackendError is a ValueError
         return cfg
 
 

@@ -56,20 +56,45 @@ def test_tensorrt_absent_is_reported_clearly(backends):
         pytest.skip("tensorrt is importable here; the GPU parity test covers it")
 
 
+def _calibration(tmp_path, model_id: str):
+    """Calibration windows for the tiny model: every mask at two lengths, as the engine would record."""
+    from engine.backends.graphs import save_calibration
+    from engine.backends.recording import unpad
+
+    samples = []
+    for i, mask in enumerate(CONDITIONS.values()):
+        for lengths in ({"text": 8, "audio": 40, "video": 12}, {"text": 3, "audio": 90, "video": 30}):
+            samples += unpad(window_inputs(DIMS, 4, lengths, seed=i, avail=mask))
+    return save_calibration(samples, tmp_path / "calib.npz", model_id, DIMS)
+
+
 @pytest.mark.gpu
 @pytest.mark.tensorrt
-def test_tensorrt_matches_torch_fp32(backends, tmp_path):
+@pytest.mark.parametrize(
+    ("precision", "tol_same_graph", "tol_fp32"),
+    [("fp32", 1e-3, 1e-3), ("fp16", 2e-2, 2e-2), ("int8", 5e-2, 0.1)],
+)
+def test_tensorrt_matches_onnxruntime_on_its_graph(backends, tmp_path, precision, tol_same_graph, tol_fp32):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU: none is visible")
     pytest.importorskip("tensorrt", reason="needs TensorRT (pip install '.[tensorrt]' on a GPU machine)")
     model, _, torch_b = backends
-    trt_b = create_backend("tensorrt", model, "tiny-test", precision="fp16", cache_dir=str(tmp_path),
+    calib = _calibration(tmp_path, "tiny-test") if precision == "int8" else None
+    trt_b = create_backend("tensorrt", model, "tiny-test", precision=precision, cache_dir=str(tmp_path),
+                           calibration_npz=calib and str(calib), max_graphs=4,
                            profile={"batch": (1, 2, 8), "text": (1, 8, 64), "audio": (1, 40, 400),
                                     "video": (1, 12, 128)})
+    same_graph = create_backend("onnxruntime", None, "tiny-test", onnx_path=trt_b.onnx_path, threads=1)
     for cond, mask in CONDITIONS.items():
         x = window_inputs(DIMS, 2, {"text": 8, "audio": 40, "video": 12}, avail=mask)
-        got, ref = trt_b.infer(x), torch_b.infer(x)
-        assert np.max(np.abs(got.probs - ref.probs)) < 2e-2, cond  # fp16 tolerance on probabilities
+        got = trt_b.infer(x).probs
+        assert np.max(np.abs(got - same_graph.infer(x).probs)) < tol_same_graph, cond
+        assert np.max(np.abs(got - torch_b.infer(x).probs)) < tol_fp32, cond
+    # A stream whose windows keep changing length: captured graphs stay bounded, results stay right.
+    for n in range(12):
+        x = window_inputs(DIMS, 1, {"text": 8, "audio": 41 + n, "video": 12}, avail=CONDITIONS["tav"])
+        assert np.max(np.abs(trt_b.infer(x).probs - same_graph.infer(x).probs)) < tol_same_graph
+    assert len(trt_b._graphs) == 4 and trt_b._graphs.evicted == 13 - 4  # 13 shapes seen, 4 kept
 
 
 def _windows(n: int) -> list[FusionInputs]:
@@ -234,8 +259,8 @@ def test_tensorrt_graph_cache_is_bounded_lru():
         GraphCache(0)
 
 
-def test_tensorrt_calibration_with_fewer_samples_than_a_batch():
-    from engine.backends.tensorrt_backend import calibration_batches
+def test_int8_calibration_with_fewer_samples_than_a_batch():
+    from engine.backends.graphs import calibration_batches
 
     rng = np.random.default_rng(0)
     data = {"avail": np.ones((3, 3), np.float32), "audio": rng.standard_normal((3, 10, 4)).astype(np.float32)}

@@ -142,13 +142,19 @@ def test_unknown_backend_options_are_refused(small_model: CMARR, tmp_path) -> No
         "mode": "eager",
         "dtype": "fp32",
     }
-    trt = BackendConfig(name="tensorrt", device="cuda", precision="int8", calibration="calib.npz")
+    calib = tmp_path / "calib.npz"
+    calib.write_bytes(b"")
+    trt = BackendConfig(name="tensorrt", device="cuda", precision="int8", calibration=str(calib))
     assert trt.options() == {
         "device": "cuda",
         "cache_dir": None,
         "precision": "int8",
-        "calibration_npz": "calib.npz",
+        "calibration_npz": str(calib),
     }
+    with pytest.raises(ValueError, match="needs backend.calibration"):
+        BackendConfig(name="tensorrt", precision="int8")
+    with pytest.raises(ValueError, match="does not exist; record it with python -m engine.calibrate"):
+        BackendConfig(name="tensorrt", precision="int8", calibration=str(tmp_path / "missing.npz"))
     with pytest.raises(ValueError, match="backend.precision is read by the tensorrt"):
         load_engine_config(None, ["backend.name=torch", "backend.precision=int8"])
     with pytest.raises(ValueError, match="backend.mode must be"):

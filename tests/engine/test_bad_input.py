@@ -64,6 +64,27 @@ def test_config_and_checkpoint_errors_are_one_line(tmp_path: Path, capsys: Any) 
     assert "unknown key" in cli_error(capsys, "--audio", wav, "--set", "no.such.key=1")
     line = cli_error(capsys, "--audio", wav, "--checkpoint", str(tmp_path / "none.safetensors"))
     assert "checkpoint not found" in line and "--checkpoint" in line
+    trt = ["--set", "backend.name=tensorrt", "--set", "backend.precision=int8"]
+    assert "needs backend.calibration" in cli_error(capsys, "--audio", wav, *trt)
+    line = cli_error(capsys, "--audio", wav, *trt, "--set", f"backend.calibration={tmp_path / 'c.npz'}")
+    assert "c.npz does not exist; record it with python -m engine.calibrate" in line
+
+
+def test_a_backend_this_machine_cannot_run_fails_before_models_load(capsys: Any) -> None:
+    """TensorRT or a CUDA device asked for where there is none: one line, exit 2, nothing loaded."""
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: these backends can run")
+    wav = str(ANG_WAV)
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "needs TensorRT" in cli_error(capsys, "--audio", wav, "--set", "backend.name=tensorrt")
+    for name in ("onnxruntime", "torch"):
+        overrides = ["--set", f"backend.name={name}", "--set", "backend.device=cuda"]
+        line = cli_error(capsys, "--audio", wav, *overrides)
+        assert "needs" in line and "cuda" in line.lower(), line
 
 
 def test_a_file_without_the_wanted_track_fails(tmp_path: Path) -> None:
