@@ -7,8 +7,9 @@ precision is decided here, once, before any engine is built, and the same graphs
 * **fp16**: onnxconverter-common's float16 conversion, with fp32 inputs and outputs and the numerically
   delicate ops (exponentials, sums, normalisation, recurrences) kept in fp32 (``FP32_OPS``).
 * **int8**: onnxruntime's static quantization in QDQ form, as TensorRT reads it: symmetric int8
-  activations (per tensor) and weights (per channel), on the matrix products (``INT8_OPS``), with
-  activation ranges calibrated on real fusion inputs that ``python -m engine.calibrate`` records.
+  activations (per tensor) and weights (per channel, in [-127, 127]), float biases, on the matrix
+  products (``INT8_OPS``), with activation ranges calibrated on real fusion inputs that
+  ``python -m engine.calibrate`` records.
 
 Both graphs are ONNX, so onnxruntime on a CPU runs them too: that is how the tests check them against
 fp32 on machines without a GPU. A converted graph is cached beside its engine, keyed by the source graph
@@ -289,7 +290,9 @@ def _quantize(src: Path, tmp: Path, data: dict[str, np.ndarray], batch: int, met
             calibrate_method={"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax}[
                 method
             ],
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            # TensorRT's explicit quantization: zero points 0, int8 weights in [-127, 127], and no int32
+            # bias (its dequantize layers take 8-bit and smaller inputs only): biases stay float.
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
         )
     finally:
         logging.getLogger().removeFilter(advice)

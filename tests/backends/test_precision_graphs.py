@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 import pytest
 
@@ -119,6 +120,12 @@ def test_int8_graph_calibrated_on_one_speaker_holds_on_another(recorded, referen
     # Explicit quantization as TensorRT reads it: each product's inputs come out of DequantizeLinear.
     quantized = [n for n in matmuls if all(producers.get(i) == "DequantizeLinear" for i in n.input[:2])]
     assert len(quantized) >= 0.5 * len(matmuls)
+    # TensorRT's rules for Q/DQ: int8 only (no int32 bias), zero points 0, weights in [-127, 127].
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert all(inits[n.input[2]].dtype == np.int8 and not inits[n.input[2]].any() for n in qdq)
+    weights = [inits[n.input[0]] for n in qdq if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert weights and all(w.dtype == np.int8 and w.min() >= -127 for w in weights)
     got = _logits(graph, data)
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9
     assert np.abs(_probs(got) - _probs(ref)).max() < 0.15
