@@ -49,6 +49,7 @@ from training.data.splits import grouped_split
 from training.mssd import CIDerAdapter, CMARRMSSDAdapter
 from training.ood import choose_tau, fit_text_proxy, load_transcripts, ood_split
 from training.robustness import plot_curves, sweep_predict
+from training.variants import train_step
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("cmarr", "cmarr+rmfm", "cider", "cider+rmfm")
@@ -115,12 +116,7 @@ def train_variant(
         for i in range(0, n, batch_size):
             b = take(train, perm[i : i + batch_size])
             b["avail"] = sampler.sample(b["present"]) if sampler is not None else b["present"].clone()
-            losses = adapter.loss(model, adapter.forward(model, b), b)
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            train_step(adapter, model, b, opt, sched)
         times.append(time.perf_counter() - t0)
         acc = accuracy(adapter, model, val)
         if acc > best_acc:

@@ -128,6 +128,19 @@ def uar_of(
     return accuracy_uar(z.argmax(-1).numpy(), y.numpy(), classes)[1]
 
 
+def train_step(
+    adapter: ModelAdapter, model: torch.nn.Module, batch: dict[str, Any], opt: Any, sched: Any
+) -> None:
+    """One optimiser step on ``batch`` (its "avail" already drawn): the variant's loss, gradients clipped
+    at norm 1, then the scheduler."""
+    losses = adapter.loss(model, adapter.forward(model, batch), batch)
+    opt.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
 def train_variant(
     variant: str,
     adapter: ModelAdapter,
@@ -163,12 +176,7 @@ def train_variant(
             b["avail"] = (
                 sampler.sample(b["present"]) if sampler is not None else b["present"].to(torch.float32)
             )
-            losses = adapter.loss(model, adapter.forward(model, b), b)
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            train_step(adapter, model, b, opt, sched)
         times.append(time.perf_counter() - t0)
         uar = uar_of(adapter, model, val_batches, num_classes)
         curve.append(uar)
