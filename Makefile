@@ -34,12 +34,12 @@ serve: setup
 # Reproduce the shipped model from DATA (about an hour and a half on 2 CPU cores; see its model card),
 # then copy it and its card into models/assets/.
 train-offline: setup
-	$(PY) -m training.reproduce --data $(DATA) --out runs/offline-v2 --ship
+	$(PY) -m training.reproduce --data $(DATA) --out runs/offline-v3 --ship
 
 # The shipped CIDer (run_live.py --model cider) from the same corpora and feature store: its training,
 # the speaker folds and the engine evaluation, then models/assets/cider_offline_v1.{safetensors,md}.
 train-cider: setup
-	$(PY) -m training.reproduce --data $(DATA) --out runs/cider-v1 --store runs/offline-v2/features \
+	$(PY) -m training.reproduce --data $(DATA) --out runs/cider-v1 --store runs/offline-v3/features \
 		--config configs/train/cider_offline.yaml --asset cider_offline_v1 --no-ablation --ship
 
 export: setup

@@ -13,7 +13,7 @@ Examples:
 
 Events go to the terminal (a live view on a TTY, plain lines otherwise), to --jsonl as one JSON object
 per window, and nowhere else. The fusion model is the shipped, calibrated CM-ARR
-(models/assets/cmarr_offline_v2.safetensors, non-commercial licence: see its model card) unless
+(models/assets/cmarr_offline_v3.safetensors, non-commercial licence: see its model card) unless
 --model cider picks the shipped CIDer (models/assets/cider_offline_v1.safetensors, same licence) or
 --checkpoint names another; --checkpoint none runs an UNTRAINED model, and the program says so.
 """

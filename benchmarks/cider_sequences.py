@@ -1,6 +1,6 @@
 """CIDer against CM-ARR on real feature sequences: RMFM-family robustness, MACI on MELD, epoch time.
 
-    python -m benchmarks.cider_sequences --store runs/features/offline-v2 --json out/cider_sequences.json \
+    python -m benchmarks.cider_sequences --store runs/offline-v3/features --json out/cider_sequences.json \
         [--plots out/cider_sequences] [--seeds 0,1,2] [--epochs 20] [--meld-seeds 0] [--meld-epochs 10]
 
 The store is the multi-corpus feature store of the offline profile (``make train-offline`` builds it):
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks.cider_sequences", description=__doc__.split("\n")[0]
     )
-    ap.add_argument("--store", default="runs/features/offline-v2", help="multi-corpus feature store")
+    ap.add_argument("--store", default="runs/offline-v3/features", help="multi-corpus feature store")
     ap.add_argument("--json", default=None)
     ap.add_argument("--plots", default=None, help="folder for the PNG curves")
     ap.add_argument("--seeds", default="0,1,2")

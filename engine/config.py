@@ -11,8 +11,8 @@ from models.config_io import load_config
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "engine" / "default.yaml"
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
-# The trained model that ships with the repository (models/assets/cmarr_offline_v2.md is its card).
-SHIPPED_CHECKPOINT = "models/assets/cmarr_offline_v2.safetensors"
+# The trained model that ships with the repository (models/assets/cmarr_offline_v3.md is its card).
+SHIPPED_CHECKPOINT = "models/assets/cmarr_offline_v3.safetensors"
 # The fusion model families that ship, for ``--model NAME``: (trained checkpoint, architecture of the
 # untrained model). CIDer's card is models/assets/cider_offline_v1.md.
 MODELS: dict[str, tuple[str, str]] = {
@@ -194,6 +194,32 @@ class BackendConfig:
         return opts
 
 
+FUSION_RULES = ("checkpoint", "product", "learned")
+
+
+@dataclass
+class FusionRuleConfig:
+    """How a trained CM-ARR combines its experts: "checkpoint" (the rule the checkpoint ships with; the
+    shipped model's is "product"), "product" (a product of the calibrated experts with the prior divided
+    out, the attention path as a residual where validation on real data showed a gain) or "learned"
+    (per-set expert weights fitted on validation pairs). Models without per-modality experts (CIDer, an
+    untrained CM-ARR) have one reading and take only "checkpoint"."""
+
+    rule: str = "checkpoint"
+    # The product rule's exponent of the text expert wherever words meet another modality (speech, a
+    # face): null keeps the checkpoint's (fitted on real speech-with-its-words pairs; the acted corpora
+    # speak neutral sentences, so it is small). 1 lets words count fully, e.g. on calls, where they carry
+    # the emotion too.
+    text_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rule not in FUSION_RULES:
+            raise ValueError(f"fusion.rule must be one of {FUSION_RULES}, got {self.rule!r}")
+        w = self.text_weight
+        if w is not None and not (isinstance(w, int | float) and 0.0 <= float(w) <= 1.0):
+            raise ValueError(f"fusion.text_weight must be a number in [0, 1] (or null), got {w!r}")
+
+
 @dataclass
 class QueueConfig:
     audio_frames: int = 512  # bounded audio queue (chunks); a live source records drops when it is full
@@ -230,6 +256,7 @@ class EngineConfig:
     text_health: TextHealthConfig = field(default_factory=TextHealthConfig)
     asr: ASRStreamConfig = field(default_factory=ASRStreamConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    fusion: FusionRuleConfig = field(default_factory=FusionRuleConfig)
     queues: QueueConfig = field(default_factory=QueueConfig)
     ema_alpha: float = 0.0  # probability smoothing p <- a*p_prev + (1-a)*p_new; 0 = off
     vad: bool = True

@@ -240,8 +240,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="MODEL_OR_PATH",
-        help="also score this fusion model (a family name such as cider, or a checkpoint) on the same clips "
-        "with the same extractors (repeatable)",
+        help="also score this fusion model (a family name such as cider, a checkpoint, or rule=learned / "
+        "rule=product: the same checkpoint under another fusion rule) on the same clips with the same "
+        "extractors (repeatable)",
     )
     ap.add_argument(
         "--config", metavar="YAML", help=f"engine config (default configs/engine/{DEFAULT_CONFIG.name})"
@@ -331,11 +332,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def compare_config(cfg: EngineConfig, what: str) -> tuple[str, EngineConfig]:
-    """The engine config of a ``--compare`` model: a family name (its shipped checkpoint) or a path."""
+    """The engine config of a ``--compare`` model: a family name (its shipped checkpoint), a path, or
+    ``rule=NAME``: the same checkpoint under another fusion rule (``fusion.rule``)."""
     import dataclasses
 
+    from engine.config import FusionRuleConfig
     from engine.stages.fusion import check_checkpoint
 
+    if what.startswith("rule="):
+        try:
+            return what, dataclasses.replace(cfg, fusion=FusionRuleConfig(what.split("=", 1)[1]))
+        except ValueError as e:
+            raise UsageError(f"--compare {what}: {e}") from None
     if what in MODELS:
         ckpt, arch = MODELS[what]
     else:

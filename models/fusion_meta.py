@@ -10,6 +10,10 @@ reads it back (``FusionMeta.from_extra``), so both sides share one layout:
 - ``normalization``: per modality ``{"mean": [D], "std": [D]}``, applied as (x - mean) / std;
 - ``temperature``: logits are divided by it before the softmax (fitted on validation; 1.0 = uncalibrated);
 - ``experts``: optional single-modality heads (``ExpertHead``) that give each modality's own reading;
+- ``face_temperature``: the face expert's calibration (its window reading is softmax(log p / T)), fitted
+  on validation windows pooled as the engine pools them;
+- ``fusion_rule``: how the model combines its experts by default ("product" | "learned"; "" when the
+  model family has no such choice);
 - ``licence``: the licence the weights inherit from their training data.
 
 Pure numpy; no engine or training imports.
@@ -113,6 +117,8 @@ class FusionMeta:
     temperature: float = 1.0
     experts: dict[str, ExpertHead] = field(default_factory=dict)  # name ("speech", "text") -> head
     licence: str = ""
+    face_temperature: float = 1.0
+    fusion_rule: str = ""
 
     def __post_init__(self) -> None:
         if not self.model_id or ":" in self.model_id:
@@ -123,8 +129,10 @@ class FusionMeta:
             raise CheckpointMetaError(
                 "extractor_profile lacks its 'identity' section (it must be Extractors.describe())"
             )
-        if not np.isfinite(self.temperature) or self.temperature <= 0:
-            raise CheckpointMetaError(f"temperature must be a positive number, got {self.temperature}")
+        for name in ("temperature", "face_temperature"):
+            t = getattr(self, name)
+            if not np.isfinite(t) or t <= 0:
+                raise CheckpointMetaError(f"{name} must be a positive number, got {t}")
         for m in MODALITIES:
             st = self.normalization.get(m)
             if not isinstance(st, dict) or "mean" not in st or "std" not in st:
@@ -159,6 +167,8 @@ class FusionMeta:
             "temperature": float(self.temperature),
             "experts": {k: v.to_dict() for k, v in self.experts.items()},
             "licence": self.licence,
+            "face_temperature": float(self.face_temperature),
+            "fusion_rule": self.fusion_rule,
         }
 
     @classmethod
@@ -184,4 +194,12 @@ class FusionMeta:
             temperature=float(extra.get("temperature", 1.0)),
             experts={k: ExpertHead.from_dict(v) for k, v in (extra.get("experts") or {}).items()},
             licence=str(extra.get("licence", "")),
+            face_temperature=float(extra.get("face_temperature", 1.0)),
+            fusion_rule=str(extra.get("fusion_rule", "")),
         )
+
+    def calibrate_face(self, probs: np.ndarray) -> np.ndarray:
+        """The face expert's window reading [..., C] (mean frame probabilities) -> calibrated."""
+        if self.face_temperature == 1.0:
+            return probs
+        return _softmax(np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / self.face_temperature)

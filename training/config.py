@@ -127,6 +127,11 @@ class TrainConfig:
     # Then refit how much each modality's expert counts under each availability set, on validation
     # (training.expert_weights; models with pooled_skip).
     refit_expert_weights: bool = False
+    # CM-ARR's product rule (model.fusion_rule): which class balance each expert's posterior is taken to
+    # carry and is divided out: "train" (each expert's own training balance), "uniform" (none), or "auto"
+    # (the better of the two on real validation samples). Both are scored and reported
+    # (training.product_rule).
+    product_prior: str = "auto"
 
     def __post_init__(self) -> None:
         if self.select_on not in ("auto", "uar_full", "uar_mean_all", "uar_mean_missing", "war_full"):
@@ -142,6 +147,10 @@ class TrainConfig:
             raise ValueError(f"skip_init must be 'none' or 'experts', got {self.skip_init!r}")
         if not self.model_id or ":" in self.model_id:
             raise ValueError(f"model_id must be a non-empty name without ':', got {self.model_id!r}")
+        if self.product_prior not in ("auto", "train", "uniform"):
+            raise ValueError(
+                f"product_prior must be 'auto', 'train' or 'uniform', got {self.product_prior!r}"
+            )
         if not 0.0 <= self.attention_min_gain < 1.0:
             raise ValueError(f"attention_min_gain must be in [0, 1), got {self.attention_min_gain}")
         if self.early_stopping_patience < 0:

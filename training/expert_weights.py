@@ -32,27 +32,41 @@ def condition_row(cond: str) -> int:
     return sum(w for m, w in zip("tav", (4, 2, 1), strict=True) if m in cond)
 
 
-def entries_by_condition(report: Any) -> dict[str, list[str]]:
+def entries_by_condition(report: Any, real_only: bool = False) -> dict[str, list[str]]:
     """The scored "<corpus>.<set>" entries of a validation report, grouped by availability set. Text-only
     scores of speech corpora are left out: the engine never meets them (it only has words where it hears
-    speech)."""
+    speech). ``real_only``: leave out the entries made of synthetic pairs (``<corpus>+face``)."""
+    from .natural_eval import PAIRED_SUFFIX
+
     speech = {k.split(".")[0] for k in report.per_condition if k.endswith(".a")}
     by_cond: dict[str, list[str]] = {}
     for k in report.scored:
         corpus, cond = k.rsplit(".", 1)
         if cond == "t" and corpus in speech:
             continue
+        if real_only and corpus.endswith(PAIRED_SUFFIX):
+            continue
         by_cond.setdefault(cond, []).append(k)
     return by_cond
 
 
-def fit_expert_weights(model: Any, evaluate: Callable[[], Any]) -> dict[str, dict[str, float]]:
-    """Refit ``model.skip_gate`` per availability set on validation (``evaluate()`` scores the validation
-    split with the model as it stands and returns a ``NaturalReport``). Sets without validation data
-    keep their trained weights. Returns {set: {modality: weight}} for the refitted sets."""
+def fit_expert_weights(
+    model: Any,
+    evaluate: Callable[[], Any],
+    gate: Any = None,
+    real_only: bool = False,
+    max_weight: float = MAX_WEIGHT,
+    min_modalities: int = 1,
+) -> dict[str, dict[str, float]]:
+    """Refit a per-set expert weight table on validation (``evaluate()`` scores the validation split with
+    the model as it stands and returns a ``NaturalReport``): ``model.skip_gate`` (the learned rule) by
+    default, or ``gate`` (e.g. the product rule's ``product_gate``). ``real_only``: fit only on entries of
+    real samples (no synthetic face pairs); ``min_modalities``: fit only sets with that many modalities.
+    Sets without such validation data keep their weights. Returns {set: {modality: weight}} for the
+    refitted sets."""
     from scipy.optimize import minimize
 
-    gate = model.skip_gate
+    gate = model.skip_gate if gate is None else gate
     trained = gate.detach().clone()
     with torch.no_grad():
         gate.zero_()
@@ -66,7 +80,9 @@ def fit_expert_weights(model: Any, evaluate: Callable[[], Any]) -> dict[str, dic
     with torch.no_grad():
         gate.copy_(trained)
     fitted: dict[str, dict[str, float]] = {}
-    for cond, keys in entries_by_condition(base).items():
+    for cond, keys in entries_by_condition(base, real_only).items():
+        if len(cond) < min_modalities:
+            continue
         cols = [j for j, m in enumerate(MODALITY_ORDER) if m[0] in cond]
         sets = []
         for k in keys:
@@ -82,8 +98,8 @@ def fit_expert_weights(model: Any, evaluate: Callable[[], Any]) -> dict[str, dic
             ]))
 
         row = condition_row(cond)
-        w0 = trained[row, cols].clamp(0.0, MAX_WEIGHT).cpu().numpy().astype(np.float64)
-        res = minimize(nll, w0, method="L-BFGS-B", bounds=[(0.0, MAX_WEIGHT)] * len(cols))
+        w0 = trained[row, cols].clamp(0.0, max_weight).cpu().numpy().astype(np.float64)
+        res = minimize(nll, w0, method="L-BFGS-B", bounds=[(0.0, max_weight)] * len(cols))
         w = res.x if res.fun <= nll(w0) else w0  # never worse than the trained weights on validation
         with torch.no_grad():
             for j, wj in zip(cols, w, strict=True):

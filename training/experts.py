@@ -1,13 +1,17 @@
 """Single-modality experts: what fusion must never do worse than.
 
 * Speech and text heads: a logistic regression on pooled raw features (speech: mean and standard
-  deviation of the Whisper encoder frames; text: mean of the token features), class-balanced, trained on
-  every training sample that has the modality, regularisation chosen on validation, temperature-scaled
-  on validation. They ship inside the checkpoint (``models.fusion_meta.ExpertHead``) and the engine
-  reports their readings next to the fused one.
+  deviation of the Whisper encoder frames; text: mean of the token features), class-balanced (text:
+  within each corpus, ``balanced_weights``), trained on every training sample that has the modality,
+  regularisation chosen and temperature fitted on validation (speech: held-out speakers; text: the
+  text-only corpus's dev split, MELD dev). They ship inside the checkpoint
+  (``models.fusion_meta.ExpertHead``) and the engine reports their readings next to the fused one.
 * The face expert is the pretrained expression model itself: its 4-class reading is read from the
   log-probabilities that the offline profile appends to every face frame (the engine's ``experts.face``
-  computes the same thing from the same model).
+  computes the same thing from the same model). Its temperature is fitted on validation windows pooled
+  as the engine pools a window's frames (``fit_face_temperature``).
+* ``expert_priors``: the class balance each expert's posterior carries, which the product rule divides
+  out (``training.product_rule``).
 """
 
 from __future__ import annotations
@@ -58,6 +62,21 @@ def _uar(y: np.ndarray, pred: np.ndarray, num_classes: int) -> float:
     return float(np.mean(rec)) if rec else float("nan")
 
 
+def balanced_weights(corpora: list[str], y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Sample weights that balance the classes *within each corpus* (each corpus keeps its share of the
+    total): n_corpus / (C * n_corpus,class). A corpus whose words say nothing of the emotion (the same
+    scripted sentence in every emotion) then teaches the head to answer with the uniform prior on such
+    words, instead of the class balance of the other corpora."""
+    corpora_arr = np.asarray(corpora)
+    w = np.zeros(len(y))
+    for corpus in np.unique(corpora_arr):
+        sel = corpora_arr == corpus
+        counts = np.bincount(y[sel], minlength=num_classes)
+        present = int((counts > 0).sum())
+        w[sel] = sel.sum() / (present * counts[y[sel]])
+    return w * (len(y) / w.sum())
+
+
 def fit_head(
     name: str, train: list[Sample], val: list[Sample], num_classes: int, seed: int = 0
 ) -> FittedHead | None:
@@ -65,7 +84,14 @@ def fit_head(
     from sklearn.linear_model import LogisticRegression
 
     modality, pool = HEADS[name]
-    xtr, ytr, _ = pooled(train, modality, pool)
+    xtr, ytr, itr = pooled(train, modality, pool)
+    # text: balanced within each corpus (scripted sentences -> the prior); speech: balanced over all
+    groups = [train[i].corpus for i in itr] if name == "text" else [""] * len(itr)
+    weights = balanced_weights(groups, ytr, num_classes)
+    if name == "text":  # chosen and calibrated on words said for their meaning (MELD dev), not on the
+        # scripted, emotionally neutral sentences of the acted speech corpora
+        free = [s for s in val if not (s.lengths or {}).get("audio", 0)]
+        val = free or val
     xva, yva, _ = pooled(val, modality, pool)
     if len(ytr) == 0 or len(yva) == 0 or len(np.unique(ytr)) < num_classes:
         return None
@@ -77,8 +103,8 @@ def fit_head(
     ztr, zva = (xtr - mean) / std, (xva - mean) / std
     best: tuple[float, float, object] | None = None
     for c in C_GRID:
-        clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", random_state=seed)
-        clf.fit(ztr, ytr)
+        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        clf.fit(ztr, ytr, sample_weight=weights)
         score = _uar(yva, clf.predict(zva), num_classes)
         if best is None or score > best[0]:
             best = (score, c, clf)
@@ -149,7 +175,51 @@ def fit_experts(
             out[name] = fitted
     fh = face_head(dims, class_names)
     if fh is not None:
-        out["face"] = FittedHead(fh, float("nan"), float("nan"))
+        fh.temperature, uar = fit_face_temperature(val, class_names)
+        out["face"] = FittedHead(fh, float("nan"), uar)
+    return out
+
+
+def face_window_logits(samples: list[Sample], class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(log of the face expert's window reading [N, C], labels [N]) for the samples with a face: the
+    mean over the window's face frames of the expression model's probabilities, restricted to the
+    classes and renormalised, exactly as the engine pools a window (and as CM-ARR's linear face path
+    does with its log-mean-exp)."""
+    zs, ys = [], []
+    for s in samples:
+        if (s.lengths or {}).get("video", 0) == 0:
+            continue
+        feats, valid = s.load()
+        p = face_expert_probs(feats["video"], valid["video"], class_names)
+        if p is None:
+            continue
+        zs.append(np.log(np.clip(p, 1e-12, 1.0)))
+        ys.append(s.label)
+    c = len(class_names)
+    return (np.stack(zs), np.asarray(ys, np.int64)) if zs else (np.zeros((0, c)), np.zeros(0, np.int64))
+
+
+def fit_face_temperature(val: list[Sample], class_names: tuple[str, ...]) -> tuple[float, float]:
+    """The face expert's temperature, fitted on validation windows of face frames pooled as the engine
+    pools them (FER2013 PublicTest pseudo-videos: each still through the engine's face path in several
+    views), and its validation UAR. (1.0, nan) without validation faces."""
+    z, y = face_window_logits(val, class_names)
+    if len(y) == 0:
+        return 1.0, float("nan")
+    return fit_temperature([z], [y]), _uar(y, z.argmax(1), len(class_names))
+
+
+def expert_priors(experts: dict[str, FittedHead], class_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The class balance each expert's posterior carries, per modality: the speech and text heads are
+    fitted class-balanced (uniform); the face expert is the expression model, trained on FER2013's own
+    class balance (``mini_xception.TRAIN_CLASS_COUNTS``), restricted to ``class_names``."""
+    from models.encoders.mini_xception import TRAIN_CLASS_COUNTS
+
+    c = len(class_names)
+    out = {fitted.head.modality: np.full(c, 1.0 / c) for fitted in experts.values()}
+    if "face" in experts and all(n in FER_TO_CLASS for n in class_names):
+        counts = np.array([TRAIN_CLASS_COUNTS[FER_NAMES.index(FER_TO_CLASS[n])] for n in class_names], float)
+        out["video"] = counts / counts.sum()
     return out
 
 

@@ -16,17 +16,27 @@ import numpy as np
 import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.cmarr import FUSION_RULES
 from models.fusion_meta import ExpertHead, FusionMeta
 from models.metrics import classification_metrics
-from models.modalities import CONDITIONS, MODALITIES
+from models.modalities import CONDITIONS
 
 from .adapters import get_adapter
 from .calibrate import ece_report, fit_temperature, softmax
 from .data.dataset import DataSplits, FeatureDataset, Normalizer
 from .evaluate import predict_conditions
+from .expert_readings import expert_probs
 from .expert_weights import condition_row, entries_by_condition, fit_expert_weights
-from .experts import FittedHead, face_expert_probs
-from .natural_eval import NaturalReport, evaluate_natural
+from .experts import FittedHead, expert_priors
+from .natural_eval import PAIRED_SUFFIX, NaturalReport, evaluate_natural
+from .product_rule import (
+    expert_calibration,
+    fit_product_weights,
+    fused_ece,
+    product_priors,
+    real_mean_uar,
+    set_prior_bias,
+)
 
 
 def _natural(
@@ -50,27 +60,38 @@ def finalize_checkpoint(
     experts: dict[str, FittedHead] | None,
     attention_min_gain: float = 0.0,
     refit_expert_weights: bool = False,
+    product_prior: str = "train",
 ) -> dict[str, Any]:
     """Temperature (and experts) fitted on validation, written into the checkpoint at ``path``.
     ``attention_min_gain``: see ``fit_deep_gates``; ``refit_expert_weights``: after the attention gates,
-    refit the per-set expert weights on validation (``training.expert_weights``)."""
+    refit the per-set expert weights on validation (``training.expert_weights``). A CM-ARR with expert
+    paths gets both rules fitted (``fit_rules``); its config's ``fusion_rule`` stays its default."""
     ck = load_checkpoint(path)
     model = ck.model.to(device)
     adapter = get_adapter(ck.model_type)
-    gates: dict[str, float] = {}
-    gains: dict[str, float] = {}
-    weights: dict[str, dict[str, float]] = {}
+    rules: dict[str, Any] = {}
+    has_rules = bool(getattr(model.config, "pooled_skip", False))
+    meta = FusionMeta.from_extra(ck.extra)
+    heads: dict[str, ExpertHead] = {}
+    head_info: dict[str, Any] = {}
+    for name, fitted in (experts or {}).items():
+        head_info[name] = {"C": fitted.c, "val_uar": fitted.val_uar, "temperature": fitted.head.temperature}
+        if name == "face":
+            meta.face_temperature = fitted.head.temperature  # the engine reads the face model's output
+            continue
+        heads[name] = fitted.head
+    meta.experts = heads
     if splits.description.get("source") == "multi":
-        if getattr(model, "deep_gate", None) is not None:
-            gates, gains = fit_deep_gates(
-                model, adapter, splits, normalizer, device, max_len, attention_min_gain
-            )
-        if refit_expert_weights and getattr(model, "skip_gate", None) is not None:
-            weights = fit_expert_weights(
-                model, lambda: _natural(model, adapter, splits.val, splits, normalizer, device, max_len)
+        if has_rules:
+            rules = fit_rules(
+                model, adapter, splits, normalizer, device, max_len, experts or {}, attention_min_gain,
+                refit_expert_weights, product_prior,
             )
         rep = _natural(model, adapter, splits.val, splits, normalizer, device, max_len)
-        keys = rep.natural
+        # Under the product rule the temperature is fitted on real samples only (no synthetic pairs).
+        product = has_rules and model.fusion_rule == "product"
+        keys = [k for k in rep.natural if not (product and PAIRED_SUFFIX in k)]
+        keys = keys or rep.natural
         logits = [rep.scored[k].logits for k in keys]
         labels = [rep.scored[k].y for k in keys]
     else:
@@ -87,31 +108,80 @@ def finalize_checkpoint(
         logits = [np.log(np.clip(p[keep], 1e-12, 1.0)) for p in probs]  # log p = logits + const per row
         labels = [y[keep]] * len(probs)
     temperature = fit_temperature(logits, labels)
-    heads: dict[str, ExpertHead] = {}
-    head_info: dict[str, Any] = {}
-    for name, fitted in (experts or {}).items():
-        if name == "face":
-            continue  # the face expert is the expression model itself; the engine reads it from its output
-        heads[name] = fitted.head
-        head_info[name] = {"C": fitted.c, "val_uar": fitted.val_uar, "temperature": fitted.head.temperature}
     z, y = np.concatenate(logits), np.concatenate(labels)
-    calibration = {
+    meta.temperature = temperature
+    calibration: dict[str, Any] = {
         "temperature": temperature,
         "fitted_on": keys,
         "val": ece_report(z, y, temperature),
-        "deep_gates": gates,
-        "attention_uar_gain": gains,  # validation UAR of the NLL-fitted gate minus the experts' alone
         "attention_min_gain": attention_min_gain,
-        "expert_weights": weights,  # per availability set, refitted on validation ({} = as trained)
     }
-    meta = FusionMeta.from_extra(ck.extra)
-    meta.temperature, meta.experts = temperature, heads
+    if rules:
+        learned = rules["learned"]
+        calibration.update({
+            "fusion_rule": model.fusion_rule,
+            "rules": rules,
+            # the learned rule's tables, under the names earlier cards used
+            "deep_gates": learned["deep_gates"],
+            "attention_uar_gain": learned["attention_uar_gain"],
+            "expert_weights": learned["expert_weights"],
+            "fused_val_ece": fused_ece(rep, temperature),
+            **expert_calibration(rep, meta),
+        })
+    meta.fusion_rule = model.fusion_rule if has_rules else ""
     save_checkpoint(
         path,
         ck.model.cpu(),
         {**ck.extra, **meta.to_extra(), "calibration": calibration, "expert_heads": head_info},
     )
     return {"calibration": calibration, "experts": head_info}
+
+
+def fit_rules(
+    model: Any,
+    adapter: Any,
+    splits: DataSplits,
+    norm: Normalizer,
+    device: Any,
+    max_len: dict[str, int],
+    experts: dict[str, FittedHead],
+    attention_min_gain: float,
+    refit_expert_weights: bool,
+    product_prior: str,
+) -> dict[str, Any]:
+    """Fit both fusion rules of a CM-ARR with expert paths on validation; the model keeps its default.
+
+    * product: the experts' exponents (1 unless real paired validation data fits less,
+      ``fit_product_weights``), the prior correction (``product_prior``; both choices are scored) and
+      the attention path's residual gate per set, kept only where *real* validation samples show a gain
+      (sets scored only on synthetic face pairs keep 0);
+    * learned: the attention gates and the per-set expert weights, fitted on every validation entry,
+      synthetic pairs included (``fit_deep_gates``, ``fit_expert_weights``).
+    """
+    default = model.fusion_rule
+
+    def val() -> NaturalReport:
+        return _natural(model, adapter, splits.val, splits, norm, device, max_len)
+
+    model.set_fusion_rule("product")
+    priors = expert_priors(experts, splits.class_names)
+    with torch.no_grad():
+        model.product_deep_gate.zero_()  # the product itself first, then the residual on it
+    set_prior_bias(model, priors, "uniform" if product_prior == "auto" else product_prior)
+    weights_p = fit_product_weights(model, val, attention_min_gain)
+    prior_report = product_priors(model, priors, product_prior, val)  # with the fitted exponents
+    p_gates, p_gains = fit_deep_gates(model, adapter, splits, norm, device, max_len, attention_min_gain, True)
+    product = {"prior": prior_report, "expert_weights": weights_p, "deep_gates": p_gates,
+               "attention_uar_gain": p_gains, "val_uar_real": round(real_mean_uar(val()), 4)}
+    model.set_fusion_rule("learned")
+    gates, gains = fit_deep_gates(model, adapter, splits, norm, device, max_len, attention_min_gain)
+    weights: dict[str, dict[str, float]] = {}
+    if refit_expert_weights:
+        weights = fit_expert_weights(model, val)
+    learned = {"deep_gates": gates, "attention_uar_gain": gains, "expert_weights": weights,
+               "val_uar_real": round(real_mean_uar(val()), 4)}
+    model.set_fusion_rule(default)
+    return {"default": default, "product": product, "learned": learned}
 
 
 def _mean_uar(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], g: float) -> float:
@@ -129,6 +199,7 @@ def fit_deep_gates(
     device: Any,
     max_len: dict[str, int],
     min_gain: float = 0.0,
+    real_only: bool = False,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per availability set, how much CM-ARR's attention path adds to its expert path, fitted on
     validation: the weight g in [0, 1] of logits = g * attention + experts that minimises the mean (over
@@ -136,13 +207,15 @@ def fit_deep_gates(
     it raises that set's mean validation UAR by at least ``min_gain`` over the experts alone (g = 0);
     a fused reading must not be worse than its experts, so a path that does not clearly help is off.
     Sets with no validation data get 0 (nothing shows that the path helps there); the sets scored are
-    ``entries_by_condition``'s. Returns the gates and, per set, the validation UAR gain of the
-    NLL-fitted gate over the experts alone."""
+    ``entries_by_condition``'s. The gate is the one of the model's fusion rule (``deep_gate`` for the
+    learned rule, ``product_deep_gate`` for the product); ``real_only`` leaves out the entries made of
+    synthetic pairs (``<corpus>+face``), so a set scored only on those keeps 0. Returns the gates and,
+    per set, the validation UAR gain of the NLL-fitted gate over the experts alone."""
     from scipy.optimize import minimize_scalar
 
     from .calibrate import log_softmax
 
-    gate = model.deep_gate
+    gate = model.product_deep_gate if model.fusion_rule == "product" else model.deep_gate
     with torch.no_grad():
         gate.fill_(1.0)
     full = _natural(model, adapter, splits.val, splits, norm, device, max_len)
@@ -152,7 +225,7 @@ def fit_deep_gates(
     # gate stays 0 where no validation data exists: the experts alone
     fitted: dict[str, float] = {c: 0.0 for c in CONDITIONS}
     gains: dict[str, float] = {}
-    for cond, keys in entries_by_condition(full).items():
+    for cond, keys in entries_by_condition(full, real_only).items():
         sets = [
             (full.scored[k].logits - skip.scored[k].logits, skip.scored[k].logits, full.scored[k].y)
             for k in keys
@@ -171,54 +244,32 @@ def fit_deep_gates(
     return fitted, gains
 
 
-def _raw(ds: FeatureDataset, i: int) -> dict[str, np.ndarray | None]:
-    """Un-normalised valid frames of item ``i`` per modality (None when it has none)."""
-    item = ds[i]
-    out: dict[str, np.ndarray | None] = {}
-    for m in MODALITIES:
-        v = item[f"{m}_mask"].numpy()
-        if not v.any():
-            out[m] = None
-            continue
-        mean = np.asarray(ds.normalizer.mean[m], np.float32)
-        std = np.asarray(ds.normalizer.std[m], np.float32)
-        out[m] = item[m].numpy()[v] * std + mean
-    return out
-
-
-def expert_probs(ds: FeatureDataset, cond: str, meta: FusionMeta) -> dict[str, np.ndarray]:
-    """Each single-modality expert's probabilities [N, C] on the samples of ``ds`` (rows with no reading
-    are uniform) for the modalities that ``cond`` makes available."""
-    names = meta.class_names
-    c = len(names)
-    out: dict[str, list[np.ndarray]] = {}
-    for i in range(len(ds)):
-        raw = _raw(ds, i)
-        for name, head in meta.experts.items():
-            if head.modality[0] in cond:
-                x = raw[head.modality]
-                out.setdefault(name, []).append(head(x) if x is not None else np.full(c, 1.0 / c))
-        if "v" in cond:
-            x = raw["video"]
-            p = face_expert_probs(x, np.ones(len(x), bool), names) if x is not None else None
-            out.setdefault("face", []).append(p if p is not None else np.full(c, 1.0 / c))
-    return {k: np.stack(v) for k, v in out.items()}
-
-
 def natural_test_report(
     path: str | Path, splits: DataSplits, samples: list, device: Any, max_len: dict[str, int]
 ) -> dict[str, Any]:
-    """Per (corpus, condition): fused WAR/UAR/confusion, ECE before/after, every expert, the best one."""
+    """Per (corpus, condition): fused WAR/UAR/confusion, ECE before/after, every expert, the best one;
+    for a model with a choice of fusion rule, also the UAR and WAR under each rule (``rules``)."""
     ck = load_checkpoint(path)
     meta = FusionMeta.from_extra(ck.extra)
     norm = Normalizer.from_dict(meta.normalization)
     model = ck.model.to(device)
-    rep = _natural(model, get_adapter(ck.model_type), samples, splits, norm, device, max_len)
+    adapter = get_adapter(ck.model_type)
+    by_rule: dict[str, NaturalReport] = {}
+    if getattr(model.config, "pooled_skip", False):
+        default = model.fusion_rule
+        for rule in FUSION_RULES:
+            model.set_fusion_rule(rule)
+            by_rule[rule] = _natural(model, adapter, samples, splits, norm, device, max_len)
+        model.set_fusion_rule(default)
+    rep = _natural(model, adapter, samples, splits, norm, device, max_len)
     entries: dict[str, Any] = {}
     for key, sc in rep.scored.items():
         m = rep.per_condition[key]
         cond = key.split(".")[-1]
         e: dict[str, Any] = {**m.to_dict(), **ece_report(sc.logits, sc.y, meta.temperature)}
+        if by_rule:
+            e["rules"] = {r: {"uar": br.per_condition[key].uar, "war": br.per_condition[key].war}
+                          for r, br in by_rule.items()}
         ex = {}
         with torch.no_grad():
             for name, p in expert_probs(rep.datasets[key], cond, meta).items():

@@ -8,6 +8,8 @@ from typing import Any
 from models.checkpoint import load_checkpoint
 from models.fusion_meta import FusionMeta
 
+from .card_fusion import calibration_section, comparison_section, mosi_section, rule_section
+
 CORPUS_NOTES = {
     "ravdess": "RAVDESS speech (23 actors; actor 05 withheld by the data provider), CC BY-NC-SA 4.0",
     "emodb": "EmoDB (10 German speakers), free for research use",
@@ -184,7 +186,10 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
     val = cal.get("val", {})
     gates, gains = cal.get("deep_gates", {}), cal.get("attention_uar_gain", {})
     weights = cal.get("expert_weights", {})
-    if gates:
+    if cal.get("rules"):
+        lines += rule_section(cal)
+        lines += comparison_section(report, test)
+    elif gates:
         lines += [
             "",
             "## How much CM-ARR's attention path counts",
@@ -205,6 +210,8 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
                 for c, g in gates.items()
             ],
         ]
+    lines += calibration_section(cal, test)
+    lines += mosi_section(report)
     lines += [
         "",
         "## Calibration",
@@ -234,7 +241,9 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
         )
         + f", final model {t.get('train_final_s', 0) / 60:.0f}, "
         f"no-pairing ablation {t.get('train_no_pairing_s', 0) / 60:.0f}, cross-validation "
-        f"{t.get('cv_s', 0) / 60:.0f}, engine evaluation {t.get('engine_eval_s', 0) / 60:.0f} min).",
+        f"{t.get('cv_s', 0) / 60:.0f}, engine evaluation {t.get('engine_eval_s', 0) / 60:.0f}"
+        + (f", CMU-MOSI benchmark {t['mosi_s'] / 60:.0f}" if "mosi_s" in t else "")
+        + " min).",
         "",
     ]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Reproduce the shipped model from the labelled corpora: one command, seeded, on 2 CPU cores.
 
-    python -m training.reproduce --data ../shared/data --out runs/offline-v2 [--folds 5] [--ship]
+    python -m training.reproduce --data ../shared/data --out runs/offline-v3 [--folds 5] [--ship]
     make train-offline                                   # the same, then ships the result
 
 Steps (each resumable: rerunning skips what is done):
@@ -14,8 +14,10 @@ Steps (each resumable: rerunning skips what is done):
 3. **Ablate** face pairing (``data.pair_faces=0``) on the same split: with and without, measured.
 4. **Cross-validate** over speakers: RAVDESS and EmoDB speakers in ``--folds`` leave-speakers-out folds,
    every fold a full training run; each speaker is tested exactly once.
-5. **Evaluate the live engine** (``engine.evaluate``) on the bundled CREMA-D clips with the new model.
-6. **Write** ``report.json`` and the model card; with ``--ship``, copy the checkpoint and the card into
+5. **Evaluate the live engine** (``engine.evaluate``) on the bundled CREMA-D clips with the new model,
+   under its fusion rule and under the other one.
+6. **CM-ARR's reconstruction on real pairs**: ``benchmarks.mosi`` on CMU-MOSI when ``--data`` has it.
+7. **Write** ``report.json`` and the model card; with ``--ship``, copy the checkpoint and the card into
    ``models/assets/``.
 """
 
@@ -33,8 +35,8 @@ from .train import load_train_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "cmarr_offline.yaml"
-ASSET = REPO / "models" / "assets" / "cmarr_offline_v2.safetensors"
-CARD = REPO / "models" / "assets" / "cmarr_offline_v2.md"
+ASSET = REPO / "models" / "assets" / "cmarr_offline_v3.safetensors"
+CARD = REPO / "models" / "assets" / "cmarr_offline_v3.md"
 # (corpus kind, path under --data, extract flags)
 CORPORA: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("cremad", "cremad-clips", ()),
@@ -123,6 +125,11 @@ def aggregate_folds(reports: list[dict[str, Any]]) -> dict[str, Any]:
             "uar_std": float(np.std([r["uar"] for r in rs])),
             "war_mean": float(np.mean([r["war"] for r in rs])),
             "pooled": {"uar": pooled.uar, "war": pooled.war, "n": pooled.n, "confusion": pooled.confusion},
+            "rules_uar_mean": {
+                rule: float(np.mean([r["rules"][rule]["uar"] for r in rs]))
+                for rule in sorted({n for r in rs for n in r.get("rules", {})})
+                if all(rule in r.get("rules", {}) for r in rs)
+            },
             "experts_uar_mean": {
                 name: float(np.mean([r["experts"][name]["uar"] for r in rs if name in r.get("experts", {})]))
                 for name in sorted({n for r in rs for n in r.get("experts", {})})
@@ -131,22 +138,46 @@ def aggregate_folds(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def evaluate_engine(checkpoint: Path, out: Path, tracks: str = "all") -> dict[str, Any]:
+def evaluate_engine(checkpoint: Path, out: Path, tracks: str = "all", rule: str = "") -> dict[str, Any]:
     """``engine.evaluate`` on the bundled CREMA-D clips: every track, or only the video (the face alone)
-    or only the audio (the voice alone) of each file."""
+    or only the audio (the voice alone) of each file; ``rule``: a fusion rule other than the
+    checkpoint's own (``fusion.rule``)."""
     from engine.evaluate import main as evaluate
 
-    path = out / f"engine_cremad_{tracks}.json"
+    path = out / f"engine_cremad_{tracks}{'_' + rule if rule else ''}.json"
     argv = ["--root", str(REPO / "data" / "cremad"), "--json", str(path), "--fast", "--tracks", tracks]
+    if rule:
+        argv += ["--set", f"fusion.rule={rule}"]
     if evaluate([*argv, "--checkpoint", str(checkpoint)]) != 0:
         raise RuntimeError("engine.evaluate failed")
     return json.loads(path.read_text())
 
 
+def run_mosi(data: Path, out: Path, seeds: str) -> dict[str, Any]:
+    """CM-ARR's reconstruction where real three-modality pairs exist: ``benchmarks.mosi`` on CMU-MOSI
+    (its own process: a benchmark, not part of the trainer). Returns its JSON report."""
+    import subprocess
+    import sys
+
+    path = out / "mosi.json"
+    if not path.is_file():
+        cmd = [sys.executable, "-m", "benchmarks.mosi", "--data", str(data), "--json", str(path),
+               "--seeds", seeds]
+        subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(path.read_text())
+
+
+def fusion_rule_of(checkpoint: Path) -> str:
+    """The checkpoint's default fusion rule ("" for a model with one reading)."""
+    from models.checkpoint import read_metadata
+
+    return str(read_metadata(checkpoint)["extra"].get("fusion_rule", ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.reproduce", description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, type=Path, help="folder with the corpora (see the docstring)")
-    ap.add_argument("--out", default=Path("runs/offline-v2"), type=Path)
+    ap.add_argument("--out", default=Path("runs/offline-v3"), type=Path)
     ap.add_argument("--store", default=None, type=Path, help="feature store (default: OUT/features)")
     ap.add_argument("--folds", type=int, default=5, help="leave-speakers-out folds (0: skip)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the run without face pairing")
@@ -156,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"name of the shipped files in models/assets/ (default {ASSET.stem})")
     ap.add_argument("--refinalize", action="store_true",
                     help="keep finished trainings' weights; redo gates, expert weights, temperature, reports")
+    ap.add_argument("--mosi-seeds", default="0,1,2",
+                    help="seeds of the CMU-MOSI reconstruction benchmark when DATA has mosi-trimodal/ "
+                    "(empty: skip it)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -201,7 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     report["engine_cremad"] = evaluate_engine(ckpt, out)
     report["engine_cremad_video"] = evaluate_engine(ckpt, out, "video")
     report["engine_cremad_audio"] = evaluate_engine(ckpt, out, "audio")
+    rule = fusion_rule_of(ckpt)
+    if rule:  # the same clips under the other fusion rule, for the card's comparison
+        other = "learned" if rule == "product" else "product"
+        report["engine_other_rule"] = {
+            "rule": other,
+            **{k: evaluate_engine(ckpt, out, tracks, other)
+               for k, tracks in (("all", "all"), ("video", "video"), ("audio", "audio"))},
+        }
     timings["engine_eval_s"] = round(time.perf_counter() - t, 1)
+    mosi = args.data / "mosi-trimodal"
+    if args.mosi_seeds and mosi.is_dir():
+        t = time.perf_counter()
+        report["mosi"] = run_mosi(mosi, out, args.mosi_seeds)
+        timings["mosi_s"] = round(time.perf_counter() - t, 1)
     timings["total_s"] = round(time.perf_counter() - t0, 1)
     trainings = ("train_final_s", "train_no_pairing_s", "cv_s")
     timings["trainings_s"] = round(sum(timings.get(k, 0.0) for k in trainings), 1)

@@ -419,6 +419,7 @@ def train(
             experts if cfg.experts else None,
             cfg.attention_min_gain,
             cfg.refit_expert_weights,
+            cfg.product_prior,
         )
     if dinfo.enabled:
         dist.barrier()

@@ -38,6 +38,13 @@ class FusionModel:
     temperature: float = 1.0  # calibrated probabilities: softmax(logits / temperature)
     experts: dict[str, ExpertHead] = field(default_factory=dict)  # single-modality heads ("speech", "text")
     licence: str = ""
+    face_temperature: float = 1.0  # the face expert's calibration (FusionMeta.calibrate_face)
+    fusion_rule: str = ""  # how the model combines its experts ("" for models with one reading)
+
+    def calibrate_face(self, probs: np.ndarray) -> np.ndarray:
+        if self.face_temperature == 1.0:
+            return probs
+        return softmax(np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / self.face_temperature)
 
 
 def _weights_hash(model: torch.nn.Module) -> str:
@@ -96,10 +103,20 @@ def load_fusion_model(
             )
         if tuple(c.class_names) != info.class_names:
             raise CheckpointMetaError(f"checkpoint class names {info.class_names} differ from its model's")
+        model, identity, key = ck.model.eval(), ck.identity, ck.sha256
+        rule = apply_fusion_rule(model, cfg.fusion.rule, f"checkpoint {path.name}")
+        if rule and rule != getattr(c, "fusion_rule", rule):  # not the checkpoint's own rule: say so
+            identity = f"{identity}+{rule}"
+        if rule:
+            key = f"{key}-{rule}"  # the exported graph differs per rule
+        tw = cfg.fusion.text_weight
+        if tw is not None:
+            set_text_weight(model, float(tw), rule)
+            identity, key = f"{identity}+text{float(tw):g}", f"{key}-text{float(tw):g}"
         return FusionModel(
-            ck.model.eval(),
-            ck.identity,
-            ck.sha256,
+            model,
+            identity,
+            key,
             True,
             info.class_names,
             dims,
@@ -108,6 +125,8 @@ def load_fusion_model(
             info.temperature,
             info.experts,
             info.licence,
+            info.face_temperature,
+            rule,
         )
     from models.config_io import from_dict, load_yaml, to_dict
 
@@ -120,8 +139,39 @@ def load_fusion_model(
     )
     torch.manual_seed(cfg.seed)
     model = model_cls(mc).eval()
-    key = "untrained-" + hashlib.sha256((str(to_dict(mc)) + _weights_hash(model)).encode()).hexdigest()[:24]
-    return FusionModel(model, UNTRAINED, key, False, tuple(mc.class_names), dims)
+    rule = apply_fusion_rule(model, cfg.fusion.rule, str(cfg.model_config))
+    if cfg.fusion.text_weight is not None:
+        set_text_weight(model, float(cfg.fusion.text_weight), rule)
+    key = "untrained-" + hashlib.sha256(
+        (str(to_dict(mc)) + _weights_hash(model) + rule).encode()
+    ).hexdigest()[:24]
+    return FusionModel(model, UNTRAINED, key, False, tuple(mc.class_names), dims, fusion_rule=rule)
+
+
+def set_text_weight(model: torch.nn.Module, weight: float, rule: str) -> None:
+    """The product rule's text exponent wherever words meet another modality (``fusion.text_weight``)."""
+    if rule != "product":
+        raise ValueError(f"fusion.text_weight applies to the product rule; this model fuses by {rule!r}")
+    gate = model.product_gate  # type: ignore[attr-defined]
+    with torch.no_grad():
+        for row in (5, 6, 7):  # rows 4*t + 2*a + v of tv, ta and tav: text with another modality
+            gate[row, 0] = weight
+
+
+def apply_fusion_rule(model: torch.nn.Module, rule: str, where: str) -> str:
+    """Set ``rule`` ("checkpoint" keeps the model's own) on a model that has a choice of fusion rule;
+    returns the rule in force ("" for a model with one reading). ValueError for a rule it cannot take."""
+    has_rules = bool(getattr(getattr(model, "config", None), "pooled_skip", False))
+    if not has_rules:
+        if rule != "checkpoint":
+            raise ValueError(
+                f"fusion.rule={rule}: {where} has no per-modality experts to combine (one reading only); "
+                "use fusion.rule=checkpoint"
+            )
+        return ""
+    if rule != "checkpoint":
+        model.set_fusion_rule(rule)  # type: ignore[operator]
+    return str(model.fusion_rule)
 
 
 def untrained_family(model_type: str, where: str) -> tuple[type, type]:

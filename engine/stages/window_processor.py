@@ -173,6 +173,9 @@ class WindowProcessor:
             reading = expert_reading(records, self.fusion_model.class_names, tuple(names)) if names else None
             if reading is not None:
                 probs, n = reading
+                names = self.fusion_model.class_names
+                cal = self.fusion_model.calibrate_face(np.array([probs[c] for c in names]))
+                probs = {c: float(v) for c, v in zip(names, cal, strict=True)}
                 model = getattr(embedder, "model_name", type(embedder).__name__)
                 experts["face"] = ExpertReading(model, probs, max(probs, key=probs.get), n)
             for name, head in self.fusion_model.experts.items():

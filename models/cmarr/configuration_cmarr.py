@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+FUSION_RULES = ("product", "learned")
+
 
 @dataclass
 class LossWeights:
@@ -75,6 +77,17 @@ class CMARRConfig:
     # log-probabilities (the offline profile appends the face model's 7). The linear path pools them as
     # the log of the mean probability over frames (the face expert's own reading), not their mean.
     logprob_tail: tuple[int, int, int] = (0, 0, 0)
+    # How the linear paths (pooled_skip) of the available modalities combine:
+    # "product": a product of the calibrated experts,
+    #   p(y | x) ~ prior(y) * prod_m [p_m(y | x_m) / prior_m(y)]^w_m
+    #   (logits: the experts' calibrated logits times w_m, the buffer ``product_gate``, 1 unless real
+    #   paired data fitted less, plus a per-set prior correction, ``prior_bias``); the attention path is a
+    #   residual on it, weighted per set by ``product_deep_gate``.
+    #   The right rule when no corpus pairs the modalities of one moment (each modality's evidence taken
+    #   as independent given the emotion).
+    # "learned": each expert weighted per availability set by ``skip_gate`` (stacking), the attention
+    #   path by ``deep_gate``; fitted on validation pairs, so only meaningful on real paired corpora.
+    fusion_rule: str = "learned"
     losses: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
@@ -105,6 +118,8 @@ class CMARRConfig:
             raise ValueError(f"rcab_reduction {self.rcab_reduction} too large for d_model {self.d_model}")
         if self.flow_scale_clamp <= 0:
             raise ValueError("flow_scale_clamp must be > 0")
+        if self.fusion_rule not in FUSION_RULES:
+            raise ValueError(f"fusion_rule must be one of {FUSION_RULES}, got {self.fusion_rule!r}")
         dims = (self.text_dim, self.audio_dim, self.video_dim)
         tails = self.logprob_tail
         if len(tails) != 3 or any(not 0 <= k <= d for k, d in zip(tails, dims, strict=True)):

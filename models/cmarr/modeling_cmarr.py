@@ -358,10 +358,28 @@ class CMARR(nn.Module):
             # How much the attention path counts under each availability set (same rows). Not trained:
             # fitted on validation after training (training.finalize), 1 until then.
             self.register_buffer("deep_gate", torch.ones(8))
+            # The product rule (config.fusion_rule): per availability set, the log-prior correction
+            # log prior(y) - sum_m w_m log prior_m(y) over the available experts, and the weight of the
+            # attention path as a residual on the product (both fitted after training; 0 and 1 until then).
+            # And each expert's exponent in the (log-linear) pool: 1 unless real paired data fitted another.
+            self.register_buffer("prior_bias", torch.zeros(8, c.num_classes))
+            self.register_buffer("product_deep_gate", torch.ones(8))
+            self.register_buffer("product_gate", torch.ones(8, 3))
+        self.fusion_rule = c.fusion_rule
         # L_udcl similarity S = a*D + b (a < 0 via -softplus) over a learned temperature, one per pair.
         self.udcl_a = nn.Parameter(torch.zeros(3))
         self.udcl_b = nn.Parameter(torch.zeros(3))
         self.udcl_log_tau = nn.Parameter(torch.zeros(3))
+
+    def set_fusion_rule(self, rule: str) -> None:
+        """Choose how the experts combine ("product" | "learned"; see ``CMARRConfig.fusion_rule``)."""
+        from .configuration_cmarr import FUSION_RULES
+
+        if rule not in FUSION_RULES:
+            raise ValueError(f"fusion rule must be one of {FUSION_RULES}, got {rule!r}")
+        if not self.config.pooled_skip:
+            raise ValueError("a fusion rule needs the per-modality expert paths (pooled_skip: true)")
+        self.fusion_rule = rule
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -410,9 +428,16 @@ class CMARR(nn.Module):
         logits = self.head(rep)
         if self.config.pooled_skip:  # only modalities available to fusion speak through their linear path
             row = (avail * avail.new_tensor([4.0, 2.0, 1.0])).sum(dim=1).round().long()  # [B] in 0..7
-            gate = self.skip_gate.index_select(0, row) * avail  # [B, 3]
-            logits = logits * self.deep_gate.index_select(0, row).unsqueeze(-1)
-            logits = logits + (torch.stack(pooled, dim=1) * gate.unsqueeze(-1)).sum(dim=1)
+            experts = torch.stack(pooled, dim=1)  # [B, 3, C] each expert's calibrated logits
+            if self.fusion_rule == "product":  # sum of log-posteriors + prior correction (+ residual)
+                logits = logits * self.product_deep_gate.index_select(0, row).unsqueeze(-1)
+                weight = self.product_gate.index_select(0, row) * avail  # [B, 3]
+                logits = logits + (experts * weight.unsqueeze(-1)).sum(dim=1)
+                logits = logits + self.prior_bias.index_select(0, row).to(logits.dtype)
+            else:
+                gate = self.skip_gate.index_select(0, row) * avail  # [B, 3]
+                logits = logits * self.deep_gate.index_select(0, row).unsqueeze(-1)
+                logits = logits + (experts * gate.unsqueeze(-1)).sum(dim=1)
         return CMARROutput(
             logits=logits, features=feats, projected=X, reconstructed=recon,
             mu=torch.stack(mus, dim=1), var=torch.stack(vars_, dim=1), latents=Z,

@@ -152,7 +152,7 @@ def test_run_live_cli(
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [d["seq"] for d in lines] == list(range(len(lines))) and len(lines) == 3
     assert lines[-1]["t_end"] == pytest.approx(1.5, abs=0.05)
-    assert lines[0]["trained"] is True and lines[0]["model"].startswith("cmarr-offline-v2:")
+    assert lines[0]["trained"] is True and lines[0]["model"].startswith("cmarr-offline-v3:")
     assert lines[0]["modalities"]["video"]["state"] == "present"
     # Only a user who asks for no checkpoint gets the untrained model, and the banner says so.
     quick = ["--fast", "--no-display", "--jsonl", str(out), "--backend", "torch", "--max-seconds", "1.0"]

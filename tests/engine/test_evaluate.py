@@ -211,7 +211,8 @@ def test_cli_errors(tmp_path: Path, capsys: Any) -> None:
 def test_compare_scores_a_second_model_on_the_same_clips(
     tmp_path: Path, extractors: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    """--compare cider: the shipped CIDer scores the same clips with the same, once-loaded extractors."""
+    """--compare cider and --compare rule=learned: the shipped CIDer, and the shipped CM-ARR under its
+    other fusion rule, score the same clips with the same, once-loaded extractors."""
     root = tmp_path / "clips"
     root.mkdir()
     shutil.copy(ANG, root / ANG.name)
@@ -220,17 +221,19 @@ def test_compare_scores_a_second_model_on_the_same_clips(
     loads = []
     monkeypatch.setattr(shared, "load_extractors", lambda cfg: loads.append(cfg) or Proxy(extractors))
     out = tmp_path / "eval.json"
-    assert evaluate.main(["--root", str(root), "--json", str(out), "--compare", "cider", *FAST_TORCH]) == 0
+    argv = ["--root", str(root), "--json", str(out), "--compare", "cider", "--compare", "rule=learned"]
+    assert evaluate.main([*argv, *FAST_TORCH]) == 0
     assert len(loads) == 1
     report = json.loads(out.read_text())
     comp = report["comparison"]
-    first, second = comp["models"]
-    assert first["model"] == report["model"] and first["model"].startswith("cmarr-offline-v2:")
+    first, second, third = comp["models"]
+    assert first["model"] == report["model"] and first["model"].startswith("cmarr-offline-v3:")
     assert second["model"].startswith("cider-offline-v1:")
-    assert first["overall"]["n"] == second["overall"]["n"] == 2
+    assert third["model"] == first["model"] + "+learned"  # the same checkpoint, the other rule
+    assert first["overall"]["n"] == second["overall"]["n"] == third["overall"]["n"] == 2
     assert [c["name"] for c in comp["clips"]] == ["1001_DFA_ANG_XX", "1001_DFA_HAP_XX"]
     for c in comp["clips"]:
-        assert len(c["pred"]) == 2 and all(p in report["class_names"] for p in c["pred"])
+        assert len(c["pred"]) == 3 and all(p in report["class_names"] for p in c["pred"])
     assert comp["clips"][0]["pred"][0] == report["clips"][0]["pred"]
     assert "same clips, same extractors" in capsys.readouterr().err
 
@@ -244,3 +247,7 @@ def test_compare_with_a_missing_checkpoint_fails_before_loading(tmp_path: Path, 
     rc = evaluate.main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--compare nope.safetensors" in err[0] and "not found" in err[0]
+    argv[-1] = "rule=mean"  # not a fusion rule
+    rc = evaluate.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--compare rule=mean" in err[0] and "fusion.rule" in err[0]

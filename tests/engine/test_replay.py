@@ -63,7 +63,7 @@ def test_full_clip_all_present_and_transcript(
     for e in events:
         assert e.modalities["audio"].state == "present", e.modalities["audio"]
         assert e.modalities["video"].state == "present", e.modalities["video"]
-        assert e.model == fusion.identity and e.trained and e.model.startswith("cmarr-offline-v2:")
+        assert e.model == fusion.identity and e.trained and e.model.startswith("cmarr-offline-v3:")
         assert {"face", "speech", "text"} <= set(e.experts)  # every expert of a usable modality reads too
         assert e.probs is not None and abs(sum(e.probs.values()) - 1) < 1e-5
         assert e.label == max(e.probs, key=e.probs.get)

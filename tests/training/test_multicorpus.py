@@ -168,6 +168,33 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
         for j, m in enumerate(("text", "audio", "video")):
             if m in ws:
                 assert 0.0 <= ws[m] and abs(float(skip_gate[condition_row(cond), j]) - ws[m]) < 1e-4
+    # The product rule (the recipe's default): the prior correction of the chosen prior in the graph,
+    # both priors scored on validation, and the attention path's residual kept only on sets with real
+    # validation samples: av and tav exist here only as synthetic face pairs, tv not at all -> 0.
+    from training.product_rule import prior_bias_table
+
+    ck = load_checkpoint(res.best_checkpoint)
+    assert meta.fusion_rule == "product" == ck.model.fusion_rule == ck.config.fusion_rule
+    rules = cal["rules"]
+    prior = rules["product"]["prior"]
+    assert prior["asked"] == cfg.product_prior and prior["chosen"] in ("train", "uniform")
+    assert {"train", "uniform"} <= set(prior)
+    priors = {m: np.asarray(v) for m, v in prior["priors"].items()}
+    assert np.allclose(priors["video"].sum(), 1.0) and not np.allclose(priors["video"], 0.25)  # FER balance
+    assert np.allclose(priors["audio"], 0.25) and np.allclose(priors["text"], 0.25)  # balanced heads
+    table = prior_bias_table(priors, 4, prior["chosen"], ck.model.product_gate.numpy())
+    assert np.allclose(ck.model.prior_bias.numpy(), table, atol=1e-5)
+    pgate = ck.model.product_deep_gate
+    for cond in ("tv", "av", "tav"):
+        assert rules["product"]["deep_gates"][cond] == 0.0 == float(pgate[condition_row(cond)])
+    face_t = res.calibration["experts"]["face"]["temperature"]
+    assert 0.0 < meta.face_temperature == face_t
+    # Each expert's calibration on its own validation data, and the fused ECE of every entry.
+    assert {e["expert"] for e in cal["experts"].values()} <= {"speech", "text", "face"}
+    assert all(0.0 <= e["ece"] <= 1.0 for e in cal["experts"].values()) and cal["fused_val_ece"]
+    # Every test entry is scored under both rules; the default rule's figures are the entry's own.
+    for e in entries.values():
+        assert set(e["rules"]) == {"product", "learned"} and e["rules"]["product"]["uar"] == e["uar"]
     assert "ravdess.ta" in entries or "ravdess.ta" in res.val_report["entries"]
     cr = entries["cremad.tav"]
     assert set(cr["experts"]) == {"speech", "text", "face"} and "fused_minus_best_expert_uar" in cr
@@ -230,7 +257,7 @@ def test_training_starts_from_the_product_of_the_calibrated_experts(store: Path)
             p = face_expert_probs(x, np.ones(len(x), bool), sp.class_names)
             probs = np.exp(x[:, -7:]).mean(0)[[0, 3, 6, 4]]  # angry, happy, neutral, sad
             assert np.allclose(p, probs / probs.sum(), atol=1e-5)
-            return np.log(probs)
+            return np.log(probs) / h.temperature  # calibrated on validation windows of face frames
         return h.logits(h.pool_features(x, h.pool)[None])[0] / h.temperature
 
     for avail, names in (
