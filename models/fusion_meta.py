@@ -200,6 +200,11 @@ class FusionMeta:
 
     def calibrate_face(self, probs: np.ndarray) -> np.ndarray:
         """The face expert's window reading [..., C] (mean frame probabilities) -> calibrated."""
-        if self.face_temperature == 1.0:
-            return probs
-        return _softmax(np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / self.face_temperature)
+        return calibrate_probs(probs, self.face_temperature)
+
+
+def calibrate_probs(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of probabilities [..., C]: softmax(log p / T) (unchanged for T = 1)."""
+    if temperature == 1.0:
+        return probs
+    return _softmax(np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / temperature)

@@ -261,7 +261,8 @@ def natural_test_report(
             model.set_fusion_rule(rule)
             by_rule[rule] = _natural(model, adapter, samples, splits, norm, device, max_len)
         model.set_fusion_rule(default)
-    rep = _natural(model, adapter, samples, splits, norm, device, max_len)
+    # the default rule's report is one of the rules' (scored once)
+    rep = by_rule[default] if by_rule else _natural(model, adapter, samples, splits, norm, device, max_len)
     entries: dict[str, Any] = {}
     for key, sc in rep.scored.items():
         m = rep.per_condition[key]

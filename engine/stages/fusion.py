@@ -15,7 +15,7 @@ import torch
 from engine.backends import FusionBackend, FusionInputs, create_backend
 from engine.backends.base import softmax
 from engine.config import SHIPPED_CHECKPOINT, EngineConfig, resolve_path
-from models.fusion_meta import CheckpointMetaError, ExpertHead, FusionMeta
+from models.fusion_meta import CheckpointMetaError, ExpertHead, FusionMeta, calibrate_probs
 from models.modalities import MODALITIES
 
 UNTRAINED = "untrained"
@@ -42,9 +42,7 @@ class FusionModel:
     fusion_rule: str = ""  # how the model combines its experts ("" for models with one reading)
 
     def calibrate_face(self, probs: np.ndarray) -> np.ndarray:
-        if self.face_temperature == 1.0:
-            return probs
-        return softmax(np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / self.face_temperature)
+        return calibrate_probs(probs, self.face_temperature)
 
 
 def _weights_hash(model: torch.nn.Module) -> str:
