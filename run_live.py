@@ -16,15 +16,23 @@ per window, and nowhere else. The fusion model is the shipped, calibrated CM-ARR
 (models/assets/cmarr_offline_v3.safetensors, non-commercial licence: see its model card) unless
 --model cider picks the shipped CIDer (models/assets/cider_offline_v1.safetensors, same licence) or
 --checkpoint names another; --checkpoint none runs an UNTRAINED model, and the program says so.
+
+--jsonl refuses a file that exists and is not empty unless --append or --overwrite says what to do with
+it (--demo replaces its own file). SIGINT (Ctrl-C) or SIGTERM ends the stream cleanly: the window in
+progress becomes the final event, the output is flushed and closed, and the exit status is 0. A second
+signal stops at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's native INFO lines
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,6 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent
 DEMO_CLIP = ROOT / "data" / "cremad" / "1001_DFA_ANG_XX.flv"
 DEMO_JSONL = Path("out") / "demo_events.jsonl"
+SERVER_SHUTDOWN = "server shutting down"  # the summary's "ended" when the server drains for a restart
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--no-display", action="store_true", help="no terminal view of events")
     out.add_argument("--plain", action="store_true", help="plain text lines even on a terminal")
     out.add_argument("--jsonl", metavar="PATH", help="write every event as a JSON line to PATH")
+    mode = out.add_mutually_exclusive_group()
+    mode.add_argument("--append", action="store_true", help="--jsonl: add to PATH if it has events already")
+    mode.add_argument("--overwrite", action="store_true", help="--jsonl: replace PATH if it exists")
     remote = ap.add_argument_group("server (instead of the in-process engine)")
     remote.add_argument(
         "--server", metavar="URL", help="stream to an engine.serve server, e.g. ws://127.0.0.1:8765/v1/stream"
@@ -93,7 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.demo:
         args.video = args.video or str(DEMO_CLIP)
-        args.jsonl = args.jsonl or str(DEMO_JSONL)
+        if not args.jsonl:
+            args.jsonl = str(DEMO_JSONL)
+            args.overwrite = not args.append  # the demo's own output: each run replaces it
+    if (args.append or args.overwrite) and not args.jsonl:
+        ap.exit(2, "error: --append and --overwrite say how to write --jsonl PATH; give --jsonl\n")
     if not (args.camera is not None or args.mic is not None or args.video or args.audio):
         ap.print_help(sys.stderr)
         ap.exit(2, "\nerror: give a source: --camera N, --mic DEVICE, --video PATH, --audio PATH or --demo\n")
@@ -170,8 +186,92 @@ def build_sinks(args: argparse.Namespace) -> list:
     if not args.no_display:
         sinks.append(console_sink(force_plain=args.plain))
     if args.jsonl:
-        sinks.append(JSONLSink(args.jsonl))
+        mode = "append" if args.append else "overwrite" if args.overwrite else "new"
+        sinks.append(JSONLSink(args.jsonl, mode=mode))
     return sinks
+
+
+def check_sinks(sinks: list) -> str | None:
+    """The one-line error of the first sink that cannot write (an existing --jsonl file), or None."""
+    for sink in sinks:
+        try:
+            sink.check()
+        except OSError as e:
+            return str(e)
+    return None
+
+
+def end_sources(sources: list) -> None:
+    """Ask every source to end now. Each sends its EndFrame at the media time it reached, so the engine
+    (or the server) closes the window in progress as the final event."""
+    for src in sources:
+        stop = getattr(src, "stop", None)
+        if callable(stop):
+            stop()  # file replay
+        else:
+            src.max_seconds = 0.0  # camera, microphone: they check their limit before each read
+
+
+class Shutdown:
+    """SIGINT and SIGTERM while streaming. The first ends the sources: the window in progress becomes
+    the final event, the sinks are flushed and closed, and the exit status is 0. The second stops at
+    once (the window in progress is lost; the sinks are still closed): exit status 128 + its number. A
+    third gets the signal's default action. Before ``install`` (models loading) the defaults apply."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None  # the last signal received
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._installed: list[int] = []
+        self._task: asyncio.Task | None = None
+        self._sources: list = []
+
+    def install(self, sources: list) -> None:
+        """Handle the signals from here on (call from the task to stop on the second signal)."""
+        self._loop, self._task, self._sources = asyncio.get_running_loop(), asyncio.current_task(), sources
+        try:
+            for sig in self.SIGNALS:
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+                self._installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # no loop signal handling here: the defaults apply
+            self.remove()
+
+    def remove(self) -> None:
+        if self._loop is not None:
+            for sig in self._installed:
+                self._loop.remove_signal_handler(sig)
+        self._loop, self._installed = None, []
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or 0)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        first = self.signum is None
+        self.signum = signum
+        if first:
+            print(
+                f"run_live.py: {name}: ending the stream with the window in progress (again: stop now)",
+                file=sys.stderr,
+                flush=True,
+            )
+            end_sources(self._sources)
+            return
+        print(f"run_live.py: {name}: stopping now", file=sys.stderr, flush=True)
+        self.remove()
+        if self._task is not None:
+            self._task.cancel()
+
+
+def server_shutdown_line(summary: dict[str, Any] | None, n: int, last_seq: int | None) -> str | None:
+    """The one line for a stream the server ended because it is shutting down (a deploy); None when
+    the summary says something else. Every event up to the server's final one was received."""
+    if not summary or summary.get("ended") != SERVER_SHUTDOWN:
+        return None
+    last = f" (last seq {last_seq})" if last_seq is not None else ""
+    return f"run_live.py: {SERVER_SHUTDOWN}: stream ended after {n} events{last}"
 
 
 def build_config(args: argparse.Namespace):  # noqa: ANN201 - EngineConfig, imported lazily
@@ -198,11 +298,11 @@ def banner(text: str, tty: bool) -> None:
         print(f"{line}\n{text}\n{line}", file=sys.stderr, flush=True)
 
 
-async def amain_remote(args: argparse.Namespace) -> int:
+async def amain_remote(args: argparse.Namespace, shutdown: Shutdown) -> int:
     """Stream the sources to a server and show its events like the in-process engine's."""
     from websockets.exceptions import WebSocketException
 
-    from engine.client import ServerError, stream_sources
+    from engine.client import ServerError, StreamClient, feed_sources
     from engine.serve.config import TOKEN_ENV
     from engine.sinks.runner import SinkRunner
 
@@ -210,31 +310,60 @@ async def amain_remote(args: argparse.Namespace) -> int:
     bad = check_files(sources)
     if bad:
         return _fail(bad)
+    sinks = build_sinks(args)
+    bad = check_sinks(sinks)
+    if bad:
+        return _fail(bad)
     errors: list[str] = []
-    runner = SinkRunner(build_sinks(args), errors.append, 30.0)
+    failure: list[str] = []  # a fatal sink failed (the JSONL file cannot be written): the stream stops
+    runner = SinkRunner(sinks, errors.append, 30.0, on_fatal=failure.append)
     await runner.start(
         {"server": args.server, "stream": args.stream_id, "sources": [s.name for s in sources]}
     )
-    n = 0
+    n, last_seq = 0, None
     token = args.token or os.environ.get(TOKEN_ENV) or None
+    modalities = [m for m in ("audio", "video") if any(m in s.modalities for s in sources)]
+    client = StreamClient(args.server, stream=args.stream_id, modalities=modalities, token=token)
+    feeder: asyncio.Task | None = None
+    drained: str | None = None  # the one line for a server that ended the stream to shut down
+    shutdown.install(sources)
     try:
-        async for ev in stream_sources(args.server, sources, stream=args.stream_id, token=token):
-            runner.put(ev)
-            n += 1
+        await client.connect()
+        feeder = asyncio.create_task(feed_sources(client, sources), name="client:feed")
+        async with contextlib.aclosing(client.events()) as events:
+            async for ev in events:
+                runner.put(ev)
+                n, last_seq = n + 1, ev.seq
+                if failure:
+                    break
+        drained = server_shutdown_line(client.summary, n, last_seq)
+        if not failure and drained is None:
+            await feeder  # what the sources or the socket raised while sending surfaces here
     except ServerError as e:
         return _fail(e.message if n == 0 else f"after {n} events: {e.message}")
     except (OSError, TimeoutError, WebSocketException) as e:
         return _fail(f"cannot stream to {args.server}: {type(e).__name__}: {e}")
     finally:
+        if feeder is not None:  # the server may end the stream while the sources still play
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+        await client.close()
         await runner.close()
+        shutdown.remove()
+    if failure:
+        return _fail(f"stream stopped after {n} events: {failure[0]}", code=1)
+    if drained is not None:
+        print(drained, file=sys.stderr)
+        return 0
     written = f", written to {args.jsonl}" if args.jsonl else ""
     print(f"{n} events from {args.server}{written}", file=sys.stderr)
     return 0 if n > 0 else 1
 
 
-async def amain(args: argparse.Namespace) -> int:
+async def amain(args: argparse.Namespace, shutdown: Shutdown | None = None) -> int:
+    shutdown = shutdown or Shutdown()
     if args.server:
-        return await amain_remote(args)
+        return await amain_remote(args, shutdown)
     from engine import UNTRAINED_BANNER, Engine
     from engine.backends import BackendError, preflight
     from engine.memory import trim_every
@@ -256,7 +385,11 @@ async def amain(args: argparse.Namespace) -> int:
     bad = check_files(sources)  # a file asked for at start fails here, before any model loads
     if bad:
         return _fail(bad)
-    eng = Engine(cfg, sources, build_sinks(args), keep_events=False, announce_untrained=False)
+    sinks = build_sinks(args)
+    bad = check_sinks(sinks)  # so does an output file that must not be overwritten
+    if bad:
+        return _fail(bad)
+    eng = Engine(cfg, sources, sinks, keep_events=False, announce_untrained=False)
     tty = sys.stdout.isatty() and not args.plain
     print("loading models...", file=sys.stderr, flush=True)
     try:
@@ -267,12 +400,16 @@ async def amain(args: argparse.Namespace) -> int:
     if not eng.fusion_model.trained:
         banner(UNTRAINED_BANNER, tty)
     trimmer = asyncio.create_task(trim_every(60.0))  # long streams: return freed heap to the OS
+    shutdown.install(sources)
     try:
         await eng.wait()
     finally:
         trimmer.cancel()
-        await eng.close()
+        await eng.close()  # the sinks take what is queued, then flush and close
+        shutdown.remove()
     n = eng.events_emitted
+    if eng.failure:
+        return _fail(f"stream stopped after {n} events: {eng.failure}", code=1)
     print(
         f"{n} events"
         + (f", written to {args.jsonl}" if args.jsonl else "")
@@ -282,16 +419,19 @@ async def amain(args: argparse.Namespace) -> int:
     return 0 if n > 0 else 1
 
 
-def _fail(msg: str) -> int:
+def _fail(msg: str, code: int = 2) -> int:
     print(f"run_live.py: error: {msg}", file=sys.stderr)
-    return 2
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    shutdown = Shutdown()
     try:
-        return asyncio.run(amain(args))
-    except KeyboardInterrupt:
+        return asyncio.run(amain(args, shutdown))
+    except asyncio.CancelledError:  # a second SIGINT / SIGTERM
+        return shutdown.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the stream started
         return 130
 
 

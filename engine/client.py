@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,14 @@ class StreamClient:
         token: str | None = None,
         jpeg_quality: int = 85,
         open_timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
         self.start = StartMessage(stream, tuple(modalities), audio or AudioFormat(), dict(overrides or {}))
         self.token = token
         self.jpeg_quality = jpeg_quality
         self.open_timeout = open_timeout
+        self.ssl_context = ssl_context  # wss:// with a private CA (None: the system's trust store)
         self.ready: dict[str, Any] | None = None
         self.summary: dict[str, Any] | None = None
         self.sent_bytes = 0
@@ -70,8 +73,9 @@ class StreamClient:
     async def connect(self) -> dict[str, Any]:
         """Open the socket, send ``start``; returns the server's ``ready`` message or raises ServerError."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        kw: dict[str, Any] = {"ssl": self.ssl_context} if self.ssl_context is not None else {}
         self._ws = await connect(
-            self.url, additional_headers=headers, open_timeout=self.open_timeout, max_size=None
+            self.url, additional_headers=headers, open_timeout=self.open_timeout, max_size=None, **kw
         )
         with contextlib.suppress(ConnectionClosed):  # a refusal may close the socket before start is sent
             await self._ws.send(self.start.to_json())
@@ -136,9 +140,17 @@ class StreamClient:
         while (msg := await self._next()) is not None:
             yield msg
 
+    @property
+    def ended_by_server(self) -> str | None:
+        """Why the server ended the stream itself (a deploy's drain: "server shutting down", the maximum
+        duration), from the summary; None when it ended on the client's ``end``."""
+        ended = (self.summary or {}).get("ended", "end")
+        return None if ended == "end" else str(ended)
+
     async def events(self) -> AsyncIterator[EmotionEvent]:
         """Events in order; the summary is kept in ``self.summary``. A server error raises ServerError
-        after the events sent before it."""
+        after the events sent before it. When the server drains for a shutdown, the events end with the
+        final event and the summary (``ended_by_server``), then a close with 1001."""
         async for msg in self.messages():
             kind = msg.get("type")
             if kind == "event":
@@ -159,7 +171,7 @@ def _error_of(msg: dict[str, Any] | None, ws: ClientConnection) -> tuple[int, st
     return 1006, "connection lost without a close frame"
 
 
-async def _feed(client: StreamClient, sources: Sequence[Source]) -> None:
+async def feed_sources(client: StreamClient, sources: Sequence[Source]) -> None:
     """Run the sources and send what they produce; ``end`` once every source has ended."""
     clock = MediaClock()
     wants = set(client.start.modalities)
@@ -178,6 +190,8 @@ async def _feed(client: StreamClient, sources: Sequence[Source]) -> None:
 
     try:
         await asyncio.gather(*(run(s) for s in sources))
+    except ConnectionClosed:
+        return  # the server ended the stream (a drain, an error): its messages say why
     finally:
         with contextlib.suppress(ConnectionClosed):
             await client.end()
@@ -191,7 +205,7 @@ async def stream_sources(
         modalities = [m for m in ("audio", "video") if any(m in s.modalities for s in sources)]
     client = StreamClient(url, modalities=modalities, **client_kw)
     await client.connect()
-    feeder = asyncio.create_task(_feed(client, sources), name="client:feed")
+    feeder = asyncio.create_task(feed_sources(client, sources), name="client:feed")
     try:
         async for ev in client.events():
             yield ev
@@ -226,4 +240,4 @@ async def stream_file(
         yield ev
 
 
-__all__ = ["DEFAULT_URL", "ServerError", "StreamClient", "stream_file", "stream_sources"]
+__all__ = ["DEFAULT_URL", "ServerError", "StreamClient", "feed_sources", "stream_file", "stream_sources"]

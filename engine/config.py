@@ -30,6 +30,9 @@ def resolve_path(p: str | Path) -> Path:
     return REPO_ROOT / p
 
 
+MIN_WINDOW_S, MIN_HOP_S = 0.5, 0.1
+
+
 @dataclass
 class WindowConfig:
     """Windows of ``window_s`` seconds every ``hop_s`` seconds, aligned on media time. Early windows
@@ -41,8 +44,11 @@ class WindowConfig:
     min_final_s: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.window_s <= 0 or self.hop_s <= 0:
-            raise ValueError(f"window_s and hop_s must be > 0, got {self.window_s}, {self.hop_s}")
+        if self.window_s < MIN_WINDOW_S or self.hop_s < MIN_HOP_S:
+            raise ValueError(
+                f"window_s must be >= {MIN_WINDOW_S} s and hop_s >= {MIN_HOP_S} s (each window costs a "
+                f"recognition pass), got {self.window_s}, {self.hop_s}"
+            )
         if self.hop_s > self.window_s:
             raise ValueError(f"hop_s {self.hop_s} > window_s {self.window_s} would skip media")
         if self.min_final_s < 0:
@@ -59,6 +65,8 @@ class AudioHealthConfig:
     max_clip_ratio: float = 0.02  # fraction of clipped samples, above -> clipping
 
     def __post_init__(self) -> None:
+        if not -120.0 <= self.silence_dbfs <= 0.0:
+            raise ValueError(f"audio health silence_dbfs must be in [-120, 0] dBFS, got {self.silence_dbfs}")
         for n in ("min_coverage", "vad_threshold", "min_speech_ratio", "clip_level", "max_clip_ratio"):
             v = getattr(self, n)
             if not 0.0 <= v <= 1.0:
@@ -76,8 +84,8 @@ class VideoHealthConfig:
     max_landmark_loss: float = 0.5  # mean fraction of keypoints lost (outside the box) above -> occluded
 
     def __post_init__(self) -> None:
-        if self.min_fps < 0 or self.dark_luma < 0 or self.frozen_diff < 0:
-            raise ValueError("video health thresholds must be >= 0")
+        if self.min_fps < 0 or not 0 <= self.dark_luma <= 255 or self.frozen_diff < 0:
+            raise ValueError("video health thresholds must be >= 0 (dark_luma at most 255)")
         for n in ("min_face_ratio", "occlusion_score", "max_landmark_loss"):
             v = getattr(self, n)
             if not 0.0 <= v <= 1.0:
@@ -116,8 +124,8 @@ class ASRStreamConfig:
             raise ValueError(f"asr.agreement must be 1 or 2, got {self.agreement}")
         if self.prompt_words < 0:
             raise ValueError(f"asr.prompt_words must be >= 0, got {self.prompt_words}")
-        if self.tokens_per_s <= 0 or self.max_lag_s <= 0 or self.end_silence_s <= 0:
-            raise ValueError("asr.tokens_per_s, asr.max_lag_s and asr.end_silence_s must be positive")
+        if self.tokens_per_s <= 0 or self.max_lag_s <= 0 or self.end_silence_s < 0.1:
+            raise ValueError("asr.tokens_per_s and asr.max_lag_s must be > 0, asr.end_silence_s >= 0.1 s")
         if self.repeat_limit < 2:
             raise ValueError(f"asr.repeat_limit must be >= 2, got {self.repeat_limit}")
         if self.max_compression_ratio <= 1 or not 0 <= self.no_speech_prob <= 1:

@@ -112,6 +112,7 @@ class Engine:
         self._closed = False
         self.finished = asyncio.Event()
         self.errors: list[str] = []  # engine-level errors (sources, sinks), also copied into events
+        self.failure: str | None = None  # why the stream stopped early (``fail``); None: it did not
         self._pending_errors: list[str] = []
         self._providers = {m: sum(m in s.modalities for s in self.sources) for m in ("audio", "video")}
         self.loop: WindowLoop | None = None
@@ -196,7 +197,9 @@ class Engine:
             self._channels["video"], self.media, self.face_stage, self._lead, self._pending_errors.append
         )
         info = self.describe()
-        self._sink_runner = SinkRunner(self.sinks, self.errors.append, cfg.queues.sink_drain_s)
+        self._sink_runner = SinkRunner(
+            self.sinks, self.errors.append, cfg.queues.sink_drain_s, on_fatal=self.fail
+        )
         await self._sink_runner.start(info)
         self.clock = MediaClock()
         spawn = self._tasks.append
@@ -323,10 +326,27 @@ class Engine:
     # ----------------------------------------------------------------------------------------------
     # windows and delivery
     # ----------------------------------------------------------------------------------------------
+    def fail(self, reason: str, *, logged: bool = False) -> None:
+        """Stop the stream on a fault it cannot carry on from (the window loop itself, a sink that must
+        not lose events): logged once, kept in ``failure`` and ``errors``; ``wait`` returns at once."""
+        if self.failure is not None:
+            return
+        self.failure = reason
+        self.errors.append(reason)
+        if not logged:
+            logging.getLogger("engine").error("stream %s stopped: %s", self.cfg.stream, reason)
+        self.finished.set()
+        for t in self._tasks:
+            if t.get_name() == "windows" and t is not asyncio.current_task():
+                t.cancel()
+
     async def _run_windows(self) -> None:
         assert self.loop is not None
         try:
             await self.loop.run()
+        except Exception as e:  # noqa: BLE001 - never silence: the stream ends with the reason
+            logging.getLogger("engine").exception("window loop of stream %s failed", self.cfg.stream)
+            self.fail(f"window loop failed: {type(e).__name__}: {e}", logged=True)
         finally:
             self.finished.set()
             if not self._closed:

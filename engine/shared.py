@@ -28,14 +28,22 @@ class SharedModels:
     backend: FusionBackend
 
     @classmethod
-    def load(cls, cfg: EngineConfig, max_batch: int | None = None, max_wait_ms: float = 2.0) -> SharedModels:
-        """Blocking: every model, warmed up. ``max_batch``: batch fusion across engines (a server)."""
+    def load(
+        cls,
+        cfg: EngineConfig,
+        max_batch: int | None = None,
+        max_wait_ms: float = 2.0,
+        timeout_s: float = 30.0,
+    ) -> SharedModels:
+        """Blocking: every model, warmed up. ``max_batch``: batch fusion across engines (a server), with
+        ``BatchingBackend``; a fusion call that takes longer than ``timeout_s`` then fails its windows
+        (``BackendTimeout``) and makes ``health()`` report the backend stuck."""
         ex = load_extractors(cfg)
         try:
             fm = load_fusion_model(cfg, ex.describe(), ex.dims)
             backend = build_backend(fm, cfg)
             if max_batch is not None:
-                backend = BatchingBackend(backend, max_batch, max_wait_ms)
+                backend = BatchingBackend(backend, max_batch, max_wait_ms, timeout_s)
             return cls(ex, fm, backend)
         except BaseException:
             ex.close()
@@ -66,6 +74,16 @@ class SharedModels:
             "extractors": self.extractors.profile.name,
             "backend": getattr(self.backend, "inner", self.backend).name,
         }
+
+    def health(self) -> dict[str, Any]:
+        """Whether these models can serve now, for a server's ``/healthz``: ``{"ok": bool, "reason": str,
+        "stalled_s": float | None}``. Not ok while the batched fusion backend is stuck (a call running
+        longer than its ``timeout_s``) or closed; ``reason`` says which ("" when ok). ``stalled_s``: how
+        long the current batched fusion call has run (None when idle or not batched). Cheap, never
+        blocks."""
+        ok, reason = self.backend.health()
+        stalled = self.backend.stalled_s() if isinstance(self.backend, BatchingBackend) else None
+        return {"ok": ok, "reason": reason, "stalled_s": stalled}
 
     def close(self) -> None:
         self.backend.close()  # a BatchingBackend closes the backend it wraps

@@ -95,8 +95,19 @@ class WindowLoop:
         pcm_t = media.audio.first_sample(spec.t_start, spec.t_end)
         return WindowInputs(spec, pcm, coverage, speech, records, reasons, skip_asr, pcm_t)
 
+    def ready_time(self, t_end: float) -> float:
+        """When the window ending at ``t_end`` could first be processed (monotonic): the arrival of the
+        media that completed it or, live, when a modality is late or missing, the deadline that
+        released it. (Not the last arrival of the missing modality: a dropout would then count as
+        latency, and a stream that stops sending would read as a loaded server.)"""
+        t_ready = self.media.arrival_of(t_end)
+        if self.realtime and not self.media.all_ended() and not self.media.ready(t_end):
+            deadline = self.clock().epoch + t_end + self.cfg.queues.live_wait_s
+            t_ready = max(t_ready, min(deadline, time.monotonic()))
+        return t_ready
+
     async def process(self, spec: WindowSpec) -> None:
-        t_ready = self.media.arrival_of(spec.t_end)
+        t_ready = self.ready_time(spec.t_end)
         inputs = self.inputs(spec, t_ready)
         vad_ms = self.vad_ms()
         vad_total = sum(vad_ms)

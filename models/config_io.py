@@ -8,6 +8,7 @@ applies ``a.b.c=value`` overrides (values parsed as YAML scalars) before validat
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -44,14 +45,15 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
     if origin in (dict,):
         return dict(value)
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):
+    if tp is float and isinstance(value, int | float | str) and not isinstance(value, bool):
         # YAML 1.1 reads "3e-3" (no dot) as a string; accept it as the number it plainly is.
         try:
-            return float(value)
+            x = float(value)
         except ValueError:
             raise ValueError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(x):  # NaN passes every range check (all comparisons are False)
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
+        return x
     if tp is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if tp in (int, float, str, bool) and not isinstance(value, tp):

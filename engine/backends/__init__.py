@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 from .base import FusionBackend, FusionInputs, FusionResult, softmax
-from .batching import BatchingBackend, BatchStats
+from .batching import BackendTimeout, BatchingBackend, BatchStats
 
 # name -> (module, class). "tensorrt" lives in its own module with an optional dependency.
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -86,6 +86,7 @@ def create_backend(name: str, model: Any, model_id: str, **options: Any) -> Fusi
 
 __all__ = [
     "BackendError",
+    "BackendTimeout",
     "BatchStats",
     "BatchingBackend",
     "FusionBackend",

@@ -112,5 +112,10 @@ class FusionBackend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions / device memory."""
 
+    def health(self) -> tuple[bool, str]:
+        """(ok, reason): whether the backend can serve now; the reason says why not ("" when ok). A
+        plain backend cannot watch its own calls and reports ok; ``BatchingBackend`` reports a stuck call."""
+        return True, ""
+
     def describe(self) -> dict[str, str]:
         return {"backend": self.name, "model_id": self.model_id}

@@ -12,8 +12,9 @@ precision is decided here, once, before any engine is built, and the same graphs
   ``python -m engine.calibrate`` records.
 
 Both graphs are ONNX, so onnxruntime on a CPU runs them too: that is how the tests check them against
-fp32 on machines without a GPU. A converted graph is cached beside its engine, keyed by the source graph
-and (int8) the calibration data.
+fp32 on machines without a GPU. A converted graph is cached beside its engine, keyed by the bytes of the
+source graph, the version of the conversion code (``conversion_version``) and, for int8, the calibration
+data (``converted_name``); it is written atomically (``engine/backends/cache.py``).
 
 Calibration data: an ``.npz`` with the padded fusion inputs (``text``, ``text_mask``, ..., ``avail``) of
 N windows, plus ``model_id``: the inputs are normalised with the model's own feature statistics, so
@@ -22,10 +23,8 @@ they calibrate that model only.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from models.modalities import MODALITIES
 
 from .base import FusionInputs
+from .cache import atomic_write, file_digest, sources_digest, text_digest
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAMES = ("text", "text_mask", "audio", "audio_mask", "video", "video_mask", "avail")
@@ -105,10 +105,12 @@ def save_calibration(
     if not samples:
         raise ValueError("no fusion windows were recorded: nothing to calibrate on")
     batch = FusionInputs.from_samples([dict(s) for s in samples], dict(dims))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, model_id=np.array(model_id), **batch.feed())
-    return path
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" to the name
+            np.savez_compressed(f, model_id=np.array(model_id), **batch.feed())
+
+    return atomic_write(path, write)
 
 
 def load_calibration(path: str | Path, model_id: str | None = None) -> dict[str, np.ndarray]:
@@ -157,17 +159,47 @@ def calibration_batches(data: Mapping[str, np.ndarray], batch: int) -> list[dict
 # --------------------------------------------------------------------------------------------------
 # converted graphs
 # --------------------------------------------------------------------------------------------------
-def file_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def conversion_version(precision: str) -> str:
+    """The version of the code that converts the fp32 graph to ``precision``: this file's source and the
+    versions of onnx and of the converter (onnxconverter-common for fp16, onnxruntime's quantizer for
+    int8). An edit or an upgrade changes it, so the graph is converted again."""
+    import importlib.metadata as md
+
+    def version(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "absent"
+
+    converter = {"fp16": "onnxconverter-common", "int8": "onnxruntime"}[precision]
+    versions = (f"onnx={version('onnx')}", f"{converter}={version(converter)}")
+    return sources_digest([__file__], precision, *versions)
 
 
-def _atomic_save(model: object, path: Path) -> Path:
+def converted_name(
+    src: str | Path,
+    precision: str,
+    calibration_npz: str | Path | None = None,
+    method: str = "minmax",
+    version: str | None = None,
+) -> str:
+    """The cache file name of ``src`` converted to ``precision`` (fp16, int8): the source graph's bytes,
+    the conversion code's version and, for int8, the calibration method and data are hashed into it."""
+    src = Path(src)
+    version = conversion_version(precision) if version is None else version
+    parts = [file_digest(src), version]
+    if precision == "int8":
+        if calibration_npz is None:
+            raise ValueError("an int8 graph is keyed by its calibration data: pass calibration_npz")
+        parts += [method, file_digest(calibration_npz)]
+    tag = f"int8-{method}" if precision == "int8" else precision
+    return f"{src.stem}-{tag}-{text_digest(*parts)}.onnx"
+
+
+def _save_onnx(model: object, path: Path) -> Path:
     import onnx
 
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: onnx.save(model, str(tmp)))
 
 
 def fp16_graph(onnx_path: str | Path, out_dir: str | Path) -> Path:
@@ -180,17 +212,16 @@ def fp16_graph(onnx_path: str | Path, out_dir: str | Path) -> Path:
             f"fp16 conversion needs onnxconverter-common ({e}); pip install '.[tensorrt]'"
         ) from e
     src = Path(onnx_path)
-    out = Path(out_dir) / f"{src.stem}-fp16-{file_digest(src)}.onnx"
+    out = Path(out_dir) / converted_name(src, "fp16")
     if out.is_file():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
     block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
     model = logits_only(onnx.load(str(src)))
     with warnings.catch_warnings():  # one line per constant clipped to the fp16 range
         warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
         model = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
     _retype_float_casts(model)
-    return _atomic_save(model, out)
+    return _save_onnx(model, out)
 
 
 def logits_only(model: object) -> object:
@@ -247,21 +278,15 @@ def int8_graph(
         raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
     data = load_calibration(calibration_npz, model_id)
     src = Path(onnx_path)
-    out = Path(out_dir) / f"{src.stem}-int8-{method}-{file_digest(src)}-{file_digest(calibration_npz)}.onnx"
+    out = Path(out_dir) / converted_name(src, "int8", calibration_npz, method)
     if out.is_file():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
     n = int(data["avail"].shape[0])
     log.warning("calibrating the int8 fusion graph on %d windows (%s)", n, method)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.onnx")
     try:
-        _quantize(src, tmp, data, batch, method)
-        tmp.replace(out)
+        return atomic_write(out, lambda tmp: _quantize(src, tmp, data, batch, method))
     except ValueError as e:  # e.g. a histogram over a constant tensor
         raise ValueError(f"int8 calibration ({method}) failed on {calibration_npz}: {e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
 
 
 class _DropAdvice(logging.Filter):

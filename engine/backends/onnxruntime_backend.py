@@ -1,4 +1,5 @@
-"""Fusion in onnxruntime (default; CPU). The graph is exported once per model id into a cache folder."""
+"""Fusion in onnxruntime (default; CPU). The graph is exported once per model id and export code version
+into a cache folder (``engine/backends/cache.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from .base import FusionBackend, FusionInputs, FusionResult, softmax
+from .cache import atomic_write, export_version
 
 _OPT_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -25,22 +27,25 @@ def default_cache_dir() -> Path:
     return Path(base) / "cmarr-engine" / "onnx"
 
 
+def graph_name(model_id: str, version: str) -> str:
+    """The cache file name of the fp32 graph of ``model_id`` exported by code of ``version``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id)
+    return f"{safe}-export{version}.onnx"
+
+
 def cached_graph(model: torch.nn.Module, model_id: str, cache_dir: str | Path | None = None) -> Path:
-    """Path of the exported graph for ``model_id``, exporting it on first use (atomic rename)."""
-    from models.export import export_onnx
+    """Path of the exported graph of ``model_id``, exported on first use (written atomically). Keyed by
+    the model id and the export code's version (``export_version``): an edit to the export or the
+    model code exports again instead of reusing a stale graph."""
+    from models import export
 
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id)
-    path = folder / f"{safe}.onnx"
+    path = folder / graph_name(model_id, export_version(model))
     if path.is_file() and path.stat().st_size > 0:
         return path
-    folder.mkdir(parents=True, exist_ok=True)
     logging.getLogger("engine").warning("exporting the fusion graph for onnxruntime into %s (once per model; "
                                         "this takes a while on a small CPU)", folder)
-    tmp = folder / f".{safe}.{os.getpid()}.tmp.onnx"
-    export_onnx(model, tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: export.export_onnx(model, tmp))
 
 
 class OnnxRuntimeBackend(FusionBackend):

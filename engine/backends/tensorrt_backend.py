@@ -1,8 +1,11 @@
 """Fusion in TensorRT: an engine built from the exported ONNX graph, fp16 by default.
 
 * Optimization profile: dynamic batch and lengths, with min/opt/max per dimension from options.
-* Engine cache keyed by the ONNX graph's hash, the GPU (name + compute capability), the TensorRT
-  version, the precision and the profile; a timing cache is kept beside it and reused across builds.
+* Engine cache keyed by the bytes of the ONNX graph it is built from, the GPU (name + compute
+  capability), the TensorRT version, the precision, the profile, the workspace and the version of the
+  build code (``build_version``); a timing cache is kept beside it and reused across builds. Both are
+  written atomically (``engine/backends/cache.py``), so concurrent builds and interrupted ones leave no
+  partial file.
 * Runs on a dedicated CUDA stream with torch tensors as device buffers; for shapes seen before it
   replays a captured CUDA graph (``cuda_graphs=True``), which removes per-call launch overhead. At most
   ``max_graphs`` graphs (and their buffers) are kept, least recently used evicted: a stream of varying
@@ -20,7 +23,6 @@ and its absence raises a RuntimeError that says what to do (see engine/backends/
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -32,7 +34,8 @@ import numpy as np
 import torch
 
 from .base import FusionBackend, FusionInputs, FusionResult, softmax
-from .graphs import PRECISIONS, file_digest, precision_graph
+from .cache import atomic_write_bytes, code_digest, file_digest, text_digest
+from .graphs import PRECISIONS, precision_graph
 from .onnxruntime_backend import cached_graph
 
 
@@ -119,17 +122,34 @@ def engine_name(
     precision: str,
     shapes: ProfileShapes,
     calibration_npz: str | Path | None = None,
+    workspace_mb: int = 1024,
+    build: str | None = None,
 ) -> str:
     """The cache file stem of an engine. Everything that changes the built engine is hashed into it: the
-    graph it is built from (``onnx_path``: for int8 the Q/DQ graph, whose scales come from the calibration
-    data), the GPU (``gpu``: CUDA device properties, name and compute capability), TensorRT's version, the
-    precision, the optimization profile and, for int8, the calibration data itself."""
+    bytes of the graph it is built from (``onnx_path``: for int8 the Q/DQ graph, whose scales come from
+    the calibration data), the GPU (``gpu``: CUDA device properties, name and compute capability),
+    TensorRT's version, the precision, the optimization profile, the workspace, the build code's version
+    (``build``, default ``build_version()``) and, for int8, the calibration data itself."""
     ident = {"onnx": file_digest(onnx_path), "gpu": gpu.name, "cc": f"{gpu.major}.{gpu.minor}",
-             "trt": trt_version, "precision": precision, "profile": shapes.__dict__}
+             "trt": trt_version, "precision": precision, "profile": shapes.__dict__,
+             "workspace_mb": int(workspace_mb), "build": build_version() if build is None else build}
     if precision == "int8" and calibration_npz:
         ident["calibration"] = file_digest(calibration_npz)
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
-    return f"fusion-{precision}-{digest}"
+    return f"fusion-{precision}-{text_digest(json.dumps(ident, sort_keys=True))}"
+
+
+def build_version() -> str:
+    """The version of the code that builds an engine from a graph (``TensorRTBackend._build`` and the
+    network flags): an edit to it builds the engines again; an edit elsewhere in this file does not."""
+    return code_digest(TensorRTBackend._build, network_flags)
+
+
+def save_build(engine_path: Path, engine: bytes, timing_path: Path, timing: bytes) -> None:
+    """Write a built engine and the timing cache, each atomically (a unique temporary file renamed over
+    the final one): another process building at the same time, or a build interrupted while writing,
+    leaves no partial engine or timing cache."""
+    atomic_write_bytes(engine_path, engine)
+    atomic_write_bytes(timing_path, timing)
 
 
 def network_flags(trt: Any) -> int:
@@ -158,7 +178,9 @@ class TensorRTBackend(FusionBackend):
             raise RuntimeError(f"the tensorrt backend is not available here: {e}; "
                                "use --backend onnxruntime or torch instead") from e
         if not torch.cuda.is_available():
-            raise RuntimeError("tensorrt backend needs a CUDA GPU; none is visible (use onnxruntime or torch)")
+            raise RuntimeError(
+                "tensorrt backend needs a CUDA GPU; none is visible (use onnxruntime or torch)"
+            )
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.trt = trt
@@ -179,10 +201,11 @@ class TensorRTBackend(FusionBackend):
         # The graph in this precision (the export itself for fp32), made once and cached.
         self.onnx_path = precision_graph(precision, onnx_path, self.cache_dir, self.calibration_npz, model_id)
         self.logger = trt.Logger(trt.Logger.WARNING)
+        self.workspace_mb = int(workspace_mb)
         self.engine_path = self.cache_dir / f"{self.cache_key()}.engine"
         self.built_now = False
         if not self.engine_path.is_file():
-            self._build(workspace_mb)
+            self._build(self.workspace_mb)
             self.built_now = True
         runtime = trt.Runtime(self.logger)
         self.engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
@@ -200,7 +223,8 @@ class TensorRTBackend(FusionBackend):
     def cache_key(self) -> str:
         props = torch.cuda.get_device_properties(self.device)
         return engine_name(
-            self.onnx_path, props, self.trt.__version__, self.precision, self.shapes, self.calibration_npz
+            self.onnx_path, props, self.trt.__version__, self.precision, self.shapes, self.calibration_npz,
+            self.workspace_mb,
         )
 
     def _build(self, workspace_mb: int) -> None:
@@ -235,10 +259,8 @@ class TensorRTBackend(FusionBackend):
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError("TensorRT engine build failed (see the TensorRT log above)")
-        tmp = self.engine_path.with_suffix(".tmp")
-        tmp.write_bytes(bytes(serialized))
-        tmp.replace(self.engine_path)
-        timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+        timing = bytes(config.get_timing_cache().serialize())
+        save_build(self.engine_path, bytes(serialized), timing_path, timing)
 
     # ---------------------------------------------------------------------------------------------- run
     def _torch_dtype(self, name: str) -> torch.dtype:
@@ -250,7 +272,8 @@ class TensorRTBackend(FusionBackend):
     def _bind(self, feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         bufs: dict[str, torch.Tensor] = {}
         for n in self.inputs:
-            x = torch.from_numpy(np.ascontiguousarray(feed[n])).to(self.device, self._torch_dtype(n), non_blocking=True)
+            x = torch.from_numpy(np.ascontiguousarray(feed[n]))
+            x = x.to(self.device, self._torch_dtype(n), non_blocking=True)
             self.context.set_input_shape(n, tuple(x.shape))
             bufs[n] = x
         for n in self.outputs:

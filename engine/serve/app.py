@@ -7,31 +7,43 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from engine.config import EngineConfig
 from engine.memory import trim_every
-from engine.serve.admission import Admission, LoadMonitor
+from engine.serve.admission import Admission, Decision, LoadMonitor
 from engine.serve.config import ServeConfig
 from engine.serve.metrics import ServeMetrics
-from engine.serve.protocol import CLOSE_POLICY, CLOSE_TRY_LATER, VERSION, close_reason
+from engine.serve.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    CLOSE_TRY_LATER,
+    VERSION,
+    close_reason,
+)
 from engine.serve.session import StreamSession
 from engine.shared import SharedModels
 
 log = logging.getLogger("engine.serve")
 STREAM_PATH = "/v1/stream"
+# Browsers cannot set Authorization on a WebSocket: a page offers these subprotocols instead.
+SUBPROTOCOL, BEARER_PROTOCOL = "emotion.v1", "bearer."
 
 
 class Service:
-    """What the routes share: settings, the loaded models, admission, metrics."""
+    """What the routes share: settings, the loaded models, admission, metrics, the live sessions."""
 
     def __init__(self, cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> None:
+        # OpenCV's own pixel limit (read at its first decode) backs up the header check of every image.
+        os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(cfg.max_image_pixels))
         self.cfg = cfg
         self.engine_cfg = engine_cfg or cfg.build_engine_config()
         self.models: SharedModels | None = None  # loaded at application startup
@@ -39,6 +51,9 @@ class Service:
         self.metrics.capacity.set(cfg.max_streams)
         self.monitor = LoadMonitor(cfg.load_window_s)
         self.admission = Admission(cfg.max_streams, cfg.e2e_budget_ms, cfg.max_cpu, self.monitor)
+        self.sessions: set[StreamSession] = set()
+        self.pending = 0  # sockets connected whose start message is not in yet
+        self.draining = False
 
     def authorised(self, header: str | None) -> bool:
         if self.cfg.token is None:
@@ -47,29 +62,86 @@ class Service:
         ok = hmac.compare_digest(value.strip().encode(), self.cfg.token.encode())  # constant time
         return ok and scheme.lower() == "bearer"
 
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """Browsers send Origin: the server's own pages and the allow-list may open streams; other
+        clients send none. Without this, any web page could reach a server on 127.0.0.1."""
+        if origin is None:
+            return True
+        allowed = self.cfg.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        return host is not None and urlsplit(origin).netloc == host
+
+    def check(self) -> Decision:
+        if self.draining:
+            return Decision(False, "server draining: it is shutting down, connect to another", "draining")
+        return self.admission.check()
+
+    def admit(self) -> Decision:
+        """A started stream asks for a slot (call ``release`` when it ends)."""
+        d = self.check()
+        if d.admitted:
+            self.admission.active += 1
+            self.metrics.active.inc()
+            self.metrics.streams.inc()
+        return d
+
+    def release(self) -> None:
+        self.admission.release()
+        self.metrics.active.dec()
+
     async def stream(self, ws: WebSocket) -> None:
-        await ws.accept()
-        if not self.authorised(ws.headers.get("authorization")):
+        if not self.origin_allowed(ws.headers.get("origin"), ws.headers.get("host")):
+            self.metrics.rejections.labels("origin").inc()
+            log.warning("refused a WebSocket from origin %r", ws.headers.get("origin"))
+            await ws.close(CLOSE_POLICY)  # before the handshake completes: HTTP 403
+            return
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        bearer = next((p[len(BEARER_PROTOCOL) :] for p in offered if p.startswith(BEARER_PROTOCOL)), None)
+        await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        header = ws.headers.get("authorization") or (f"Bearer {bearer}" if bearer else None)
+        if not self.authorised(header):
             self.metrics.rejections.labels("auth").inc()
             await _refuse(
                 ws, CLOSE_POLICY, "unauthorized: send the server's token as 'Authorization: Bearer <token>'"
             )
             return
-        decision = self.admission.try_admit()
-        if not decision.admitted:
-            self.metrics.rejections.labels(decision.kind).inc()
-            await _refuse(ws, CLOSE_TRY_LATER, decision.reason)
+        if self.draining or self.pending >= self.cfg.max_pending:
+            d = (
+                self.check()
+                if self.draining
+                else Decision(
+                    False, f"too many connections waiting to start: {self.pending} (max_pending)", "pending"
+                )
+            )
+            self.metrics.rejections.labels(d.kind).inc()
+            await _refuse(ws, CLOSE_TRY_LATER, d.reason)
             return
-        self.metrics.active.inc()
-        self.metrics.streams.inc()
         session = StreamSession(ws, self)
+        self.sessions.add(session)
         try:
             close = await session.run()
         finally:
-            self.admission.release()  # before the close: a client that saw it may reconnect at once
-            self.metrics.active.dec()
+            self.sessions.discard(session)
         if close is not None:
             await session.close(*close)
+
+    async def drain(self, drain_s: float) -> None:
+        """Stop admitting, let live streams run for up to ``drain_s``, then end each one: its last window,
+        final event and summary, then a close with 1001 "server shutting down"."""
+        self.draining = True
+        self.metrics.draining.set(1)
+        log.warning("draining: %d stream(s) live, closing them in at most %g s", len(self.sessions), drain_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        while self.sessions and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll of a set
+            await asyncio.sleep(0.1)
+        for s in list(self.sessions):
+            s.finish(CLOSE_GOING_AWAY, "server shutting down")
+        deadline = loop.time() + 15.0
+        while self.sessions and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll of a set
+            await asyncio.sleep(0.05)
+        log.warning("drained: %d stream(s) left open", len(self.sessions))
 
 
 async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
@@ -89,7 +161,11 @@ def create_app(cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> Fast
             ThreadPoolExecutor(max_workers=4 * cfg.max_streams + 8, thread_name_prefix="stream")
         )
         svc.models = await asyncio.to_thread(
-            SharedModels.load, svc.engine_cfg, cfg.fusion_max_batch, cfg.fusion_max_wait_ms
+            SharedModels.load,
+            svc.engine_cfg,
+            cfg.fusion_max_batch,
+            cfg.fusion_max_wait_ms,
+            cfg.backend_timeout_s,
         )
         log.info("models loaded: %s", svc.models.describe())
         trimmer = asyncio.create_task(trim_every(cfg.malloc_trim_s), name="malloc-trim")
@@ -103,12 +179,17 @@ def create_app(cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> Fast
     app.state.service = svc
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        """200 while the process serves; 503 when the shared fusion backend is stuck (a call running
+        past ``backend_timeout_s``): the streams get errors, so restart the process."""
+        health = svc.models.health() if svc.models is not None else {"ok": True}
+        if health["ok"]:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "stuck", "reason": health["reason"]}, status_code=503)
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        d = svc.admission.check() if svc.models is not None else None
+        d = svc.check() if svc.models is not None else None
         body: dict[str, Any] = {
             "ready": bool(d and d.admitted),
             "active_streams": svc.admission.active,
@@ -121,6 +202,7 @@ def create_app(cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> Fast
     async def metrics(request: Request) -> Response:
         if not svc.authorised(request.headers.get("authorization")):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
+        svc.metrics.pending.set(svc.pending)
         return Response(svc.metrics.render(), media_type=svc.metrics.content_type)
 
     @app.websocket(STREAM_PATH)

@@ -26,6 +26,10 @@ class ServeMetrics:
             "emotion_capacity_streams", "Configured maximum of concurrent streams", registry=r
         )
         self.streams = Counter("emotion_streams", "Streams admitted", registry=r)
+        self.pending = Gauge(
+            "emotion_pending_connections", "Sockets connected whose start message is not in yet", registry=r
+        )
+        self.draining = Gauge("emotion_draining", "1 while the server drains for a shutdown", registry=r)
         self.events = Counter("emotion_events", "Events produced by the engines", registry=r)
         self.sent = Counter("emotion_events_sent", "Events sent to clients", registry=r)
         self.e2e = Histogram(

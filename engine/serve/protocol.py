@@ -18,6 +18,7 @@ Nothing here touches sockets or models: it is the wire format and its validation
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ TIME_TOLERANCE_S = 0.002  # audio chunks may overlap their predecessor by this m
 
 # Close codes (RFC 6455 section 7.4.1, and the 4000-4999 private range).
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # the server is shutting down (after the drain: final event and summary sent)
 CLOSE_UNSUPPORTED = 1003  # bytes that are not a JPEG/PNG image, an unknown message kind
 CLOSE_INVALID = 1007  # malformed JSON, header or payload; timestamps going backwards
 CLOSE_POLICY = 1008  # missing or bad token; an override that is not allowed
@@ -130,11 +132,21 @@ def _bad(message: str) -> ProtocolError:
     return ProtocolError(CLOSE_INVALID, message)
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_json(text: str) -> dict[str, Any]:
+    """One text message -> its object. NaN and Infinity (not JSON, though Python writes them) and
+    nesting too deep to parse are malformed JSON too."""
     try:
-        msg = json.loads(text)
+        msg = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise _bad(f"malformed JSON message: {e.msg} at character {e.pos}") from None
+    except ValueError as e:
+        raise _bad(f"malformed JSON message: {e}") from None
+    except RecursionError:
+        raise _bad("malformed JSON message: nested too deeply") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise _bad('a text message must be a JSON object with a "type" string')
     return msg
@@ -188,7 +200,21 @@ def parse_start(msg: dict[str, Any]) -> StartMessage:
         want = ALLOWED_OVERRIDES[k]
         if not isinstance(v, want) or (isinstance(v, bool) and want is not bool):
             raise _bad(f"override {k!r} has the wrong type: {type(v).__name__}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise _bad(f"bad override value: {k!r} must be a finite number, got {v}")
     return StartMessage(stream, tuple(mods), audio, dict(overrides))
+
+
+def parse_ping(msg: dict[str, Any]) -> float | None:
+    """A ping's ``t``: absent, or a finite number (echoed back in the pong); nothing else is echoed."""
+    if set(msg) - {"type", "t"}:
+        raise _bad(f"unknown ping field(s): {', '.join(sorted(set(msg) - {'type', 't'}))}")
+    t = msg.get("t")
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+        raise _bad(f"ping.t must be a finite number, got {type(t).__name__}")
+    return float(t)
 
 
 # -- binary media messages ---------------------------------------------------------------------------
@@ -260,24 +286,41 @@ def image_kind(payload: memoryview | bytes) -> str | None:
 
 
 def image_size(payload: memoryview | bytes) -> tuple[int, int] | None:
-    """(width, height) read from a PNG's IHDR or a JPEG's SOF marker, without decoding; None if absent."""
-    b = bytes(payload[:65536]) if image_kind(payload) == "jpeg" else bytes(payload[:32])
-    if b.startswith(PNG_MAGIC):
+    """(width, height) from a PNG's IHDR or a JPEG's frame header (SOF), read without decoding; None when
+    the header does not say it (no SOF before the scan data, a zero size, a truncated segment).
+
+    The whole JPEG is walked, segment by segment (a few steps even for a large file), since a SOF may
+    follow any number of comment or APPn segments: the pixel limit must hold before the decoder runs."""
+    kind = image_kind(payload)
+    if kind == "png":
+        b = bytes(payload[:24])
         if len(b) < 24 or b[12:16] != b"IHDR":
             return None
         w, h = struct.unpack(">II", b[16:24])
-        return int(w), int(h)
-    i = 2
-    while i + 9 < len(b):
+        return (int(w), int(h)) if w and h else None
+    if kind != "jpeg":
+        return None
+    b = payload if isinstance(payload, memoryview) else memoryview(payload)
+    n, i = len(b), 2
+    while i + 4 <= n:
         if b[i] != 0xFF:
             return None
         marker = b[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        seg = struct.unpack(">H", b[i + 2 : i + 4])[0]
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # standalone markers: no length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header came first
+            return None
+        seg = (b[i + 2] << 8) | b[i + 3]
+        if seg < 2:
+            return None
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            h, w = struct.unpack(">HH", b[i + 5 : i + 9])
-            return int(w), int(h)
+            if i + 9 > n or seg < 7:
+                return None
+            h, w = (b[i + 5] << 8) | b[i + 6], (b[i + 7] << 8) | b[i + 8]
+            return (int(w), int(h)) if w and h else None  # height 0: defined later (DNL), refused
         i += 2 + seg
     return None

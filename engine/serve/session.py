@@ -1,9 +1,13 @@
 """One stream over one WebSocket: start, media in, events out, summary, close (docs/serve.md).
 
-Three tasks per stream: the reader (this coroutine: validates each message and pushes media into the
-stream's engine), the pump (engine events -> the bounded send queue) and the sender (send queue ->
-socket). A fault in what the client sent ends that stream with an error message and a close code; the
-engine is closed, its models stay loaded for the other streams.
+Three tasks per stream: the reader (this coroutine: validates each message and hands media to the
+stream's ``MediaIntake``), the pump (engine events -> the bounded send queue) and the sender (send
+queue -> socket). A fault in what the client sent ends that stream with an error message and a close
+code; the engine is closed, its models stay loaded for the other streams.
+
+A socket counts as pending until its start message is in; only then does it ask for a slot. The
+server may end a stream itself (``finish``: a deploy's drain, the maximum duration): the stream then
+ends as if the client had sent ``end``, with its final event and summary.
 """
 
 from __future__ import annotations
@@ -13,35 +17,31 @@ import contextlib
 import json
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import cv2
-import numpy as np
 from starlette.websockets import WebSocket
 
 from engine.aio import within
 from engine.config import EngineConfig
+from engine.serve.admission import Decision
+from engine.serve.intake import MediaIntake
+from engine.serve.limits import TokenBucket
 from engine.serve.protocol import (
     CLOSE_INTERNAL,
     CLOSE_INVALID,
     CLOSE_NORMAL,
+    CLOSE_POLICY,
     CLOSE_TIMEOUT,
     CLOSE_TOO_BIG,
-    CLOSE_UNSUPPORTED,
-    KIND_AUDIO,
-    TIME_TOLERANCE_S,
-    MediaMessage,
+    CLOSE_TRY_LATER,
     ProtocolError,
     StartMessage,
     close_reason,
-    decode_audio,
-    image_kind,
-    image_size,
-    parse_header,
     parse_json,
+    parse_ping,
     parse_start,
 )
+from engine.serve.send_queue import SendQueue
 from engine.sources.push import PushSource
 from models.config_io import apply_overrides, from_dict, to_dict
 
@@ -56,52 +56,12 @@ class ClientGone(Exception):
     """The client closed the socket or the connection broke."""
 
 
-class SendQueue:
-    """Messages waiting for the client. Events beyond ``maxsize`` push out the oldest event (counted in
-    ``dropped``); control messages (the final event, errors, the summary) are never dropped."""
+class Refused(ProtocolError):
+    """No slot for this stream now (capacity, load, a drain): 1013 and the reason."""
 
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self.dropped = 0
-        self._items: deque[tuple[bool, dict[str, Any]]] = deque()  # (droppable, message)
-        self._droppable = 0
-        self._ready = asyncio.Event()
-        self._closed = False
-
-    def put(self, message: dict[str, Any], droppable: bool = True) -> None:
-        if droppable and self._droppable >= self.maxsize:
-            for i, (d, _) in enumerate(self._items):
-                if d:
-                    del self._items[i]
-                    self._droppable -= 1
-                    self.dropped += 1
-                    break
-        self._items.append((droppable, message))
-        self._droppable += droppable
-        self._ready.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._ready.set()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    async def get(self) -> dict[str, Any] | None:
-        """The next message, or None once closed and empty."""
-        while not self._items:
-            if self._closed:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        droppable, msg = self._items.popleft()
-        self._droppable -= droppable
-        return msg
-
-
-def decode_image(payload: memoryview) -> np.ndarray | None:
-    """JPEG/PNG bytes -> BGR uint8 [H, W, 3], or None when the bytes do not decode."""
-    return cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(CLOSE_TRY_LATER, decision.reason)
+        self.kind = decision.kind
 
 
 class StreamSession:
@@ -113,38 +73,58 @@ class StreamSession:
         self.start: StartMessage | None = None
         self.engine: Engine | None = None
         self.source: PushSource | None = None
+        self.intake: MediaIntake | None = None
+        self.admitted = False
         self.events = 0
         self.last_event: dict[str, Any] | None = None
         self.t0 = time.monotonic()
-        self._last_audio_end: float | None = None
-        self._last_video_t: float | None = None
+        now = time.monotonic()
+        self._messages = TokenBucket(self.cfg.max_messages_per_s, 2 * self.cfg.max_messages_per_s, now)
+        self._pings = TokenBucket(self.cfg.max_pings_per_s, 10, now)
+        self._stop = asyncio.Event()
+        self._finish: tuple[int, str] | None = None  # set by finish(): the close code and reason
+        self._max_timer: asyncio.TimerHandle | None = None
 
     # -- the stream ----------------------------------------------------------------------------------
     async def run(self) -> tuple[int, str] | None:
-        """Admitted already: serve the stream to its end, whatever the client does. Returns the close
-        code and reason to send (None: the client is gone); the caller frees the stream's slot first."""
+        """Serve the stream to its end, whatever the client does. Returns the close code and reason to
+        send (None: the client is gone); the stream's slot is free by then."""
         sender = asyncio.create_task(self._send_loop(), name="serve:send")
         pump: asyncio.Task | None = None
         code, reason = CLOSE_NORMAL, "stream ended"
+        ended = "end"
         try:
             self.start = await self._read_start()
+            decision = self.svc.admit()
+            if not decision.admitted:
+                raise Refused(decision)
+            self.admitted = True
             self.engine = await self._start_engine(self.start)
             pump = asyncio.create_task(self._pump(self.engine), name="serve:pump")
             self.q.put({"type": "ready", "stream": self.start.stream, **self.svc.models.describe()}, False)
-            await self._read_media()
+            self._arm_max_duration()
+            if await self._read_media():
+                code, ended = self._finish or (CLOSE_NORMAL, "end")
+                reason = ended
             assert self.source is not None
             self.source.end()
-            done, _ = await within(self.engine.wait(), 60.0)
-            if not done:
-                raise ProtocolError(
-                    CLOSE_INTERNAL, "the engine did not finish within 60 s of the end message"
-                )
+            ok, _ = await within(self.engine.wait(), 60.0)
+            if not ok:
+                raise ProtocolError(CLOSE_INTERNAL, "the engine did not finish within 60 s of the end")
+            if self.engine.failure is not None:
+                raise ProtocolError(CLOSE_INTERNAL, f"server error: {self.engine.failure}")
             await pump
-            self.q.put(self._summary(), False)
+            self.q.put(self._summary(ended), False)
+        except Refused as e:
+            code, reason = e.code, e.message
+            self.svc.metrics.rejections.labels(e.kind).inc()
+            self.q.put(e.to_message(), False)
         except ProtocolError as e:
             code, reason = e.code, e.message
             kind = "internal" if e.code == CLOSE_INTERNAL else "client"
             self.svc.metrics.errors.labels(kind).inc()
+            if kind == "internal":
+                log.error("stream %s: %s", self.start.stream if self.start else "?", e.message)
             self.q.put(e.to_message(), False)
         except ClientGone:
             self.svc.metrics.disconnects.inc()
@@ -160,29 +140,86 @@ class StreamSession:
             if pump is not None:
                 await asyncio.gather(pump, return_exceptions=True)
             self._count_drops()
+            if self.admitted:
+                self.svc.release()  # before the close: a client that saw it may reconnect at once
+            if self._max_timer is not None:
+                self._max_timer.cancel()
             self.q.close()
             if code == -1:
                 sender.cancel()
+            elif not (await asyncio.wait({sender}, timeout=self.cfg.end_timeout_s))[0]:
+                sender.cancel()  # the client does not read what is left: close anyway
+                code = CLOSE_TIMEOUT
+                reason = f"the client did not read its events within {self.cfg.end_timeout_s:g} s"
             await asyncio.gather(sender, return_exceptions=True)
         return None if code == -1 else (code, reason)
+
+    def finish(self, code: int, reason: str) -> None:
+        """End the stream from the server's side: it closes its last window, sends the final event and
+        the summary (``ended``: the reason), then closes with ``code``."""
+        if self._finish is None:
+            self._finish = (code, reason)
+            self._stop.set()
+
+    def _arm_max_duration(self) -> None:
+        limit = self.cfg.max_stream_s
+        self._max_timer = asyncio.get_running_loop().call_later(
+            limit, self.finish, CLOSE_NORMAL, f"maximum stream duration of {limit:g} s reached"
+        )
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):  # the client may be gone already
             await self.ws.close(code, close_reason(reason))
 
-    async def _receive(self, timeout: float, waiting_for: str) -> dict[str, Any]:
-        ok, msg = await within(self.ws.receive(), timeout)
-        if not ok:
+    async def _pause(self, seconds: float) -> None:
+        """Hold the reader (backpressure) for ``seconds``, or until the server ends the stream."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _receive(self, timeout: float, waiting_for: str) -> dict[str, Any] | None:
+        """The next message, or None when the server ends the stream (``finish``)."""
+        recv = asyncio.ensure_future(self.ws.receive())
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait({recv, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not recv.done():
+                recv.cancel()
+        if recv not in done:
+            if self._stop.is_set():
+                return None
             raise ProtocolError(CLOSE_TIMEOUT, f"no {waiting_for} within {timeout:g} s")
+        msg = recv.result()
         if msg["type"] == "websocket.disconnect":
             raise ClientGone()
+        wait = self._messages.take(time.monotonic())
+        if wait > 0:  # over max_messages_per_s: read the next one later
+            await self._pause(wait)
         return msg
 
+    def _text(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        text = msg.get("text")
+        if text is None:
+            return None
+        n = len(text.encode("utf-8")) if len(text) * 4 > self.cfg.max_text_bytes else len(text)
+        if n > self.cfg.max_text_bytes:
+            limit = self.cfg.max_text_bytes
+            raise ProtocolError(CLOSE_TOO_BIG, f"text message of {n} bytes exceeds the limit of {limit}")
+        return parse_json(text)
+
     async def _read_start(self) -> StartMessage:
-        msg = await self._receive(self.cfg.start_timeout_s, "start message")
-        if msg.get("text") is None:
+        self.svc.pending += 1
+        try:
+            msg = await self._receive(self.cfg.start_timeout_s, "start message")
+        finally:
+            self.svc.pending -= 1
+        if msg is None:
+            raise ProtocolError(*(self._finish or (CLOSE_TRY_LATER, "server draining")))
+        m = self._text(msg)
+        if m is None:
             raise ProtocolError(CLOSE_INVALID, 'the first message must be the JSON {"type": "start", ...}')
-        return parse_start(parse_json(msg["text"]))
+        return parse_start(m)
 
     async def _start_engine(self, start: StartMessage) -> Engine:
         try:
@@ -193,85 +230,36 @@ class StreamSession:
             raise ProtocolError(CLOSE_INVALID, f"bad override value: {e}") from None
         audio, video = "audio" in start.modalities, "video" in start.modalities
         self.source = PushSource(audio=audio, video=video, name=f"client:{start.stream}")
+        self.intake = MediaIntake(self.cfg, start, self.source)
         assert self.svc.models is not None  # the app is ready only once they are loaded
         engine = self.svc.models.engine(cfg, [self.source])
         self.engine = engine  # closed by run() whatever happens next
         await engine.start()
         return engine
 
-    async def _read_media(self) -> None:
+    async def _read_media(self) -> bool:
+        """Until ``end`` (False) or the server ends the stream (True)."""
+        assert self.intake is not None
         while True:
             msg = await self._receive(self.cfg.idle_timeout_s, "message")
-            if msg.get("text") is not None:
-                m = parse_json(msg["text"])
+            if msg is None:
+                return True
+            m = self._text(msg)
+            if m is not None:
                 if m["type"] == "end":
-                    return
+                    return False
                 if m["type"] == "ping":
-                    self.q.put({"type": "pong", "t": m.get("t")}, False)
+                    t = parse_ping(m)
+                    if self._pings.take(time.monotonic()) > 0:
+                        raise ProtocolError(
+                            CLOSE_POLICY, f"more than {self.cfg.max_pings_per_s:g} pings per second"
+                        )
+                    self.q.put({"type": "pong", "t": t}, False)
                     continue
                 raise ProtocolError(
                     CLOSE_INVALID, f'unexpected message type {m["type"]!r} (media, "end" or "ping")'
                 )
-            data = msg.get("bytes") or b""
-            if len(data) > self.cfg.max_message_bytes:
-                raise ProtocolError(
-                    CLOSE_TOO_BIG,
-                    f"message of {len(data)} bytes exceeds the limit of {self.cfg.max_message_bytes} bytes",
-                )
-            media = parse_header(data)
-            if media.kind == KIND_AUDIO:
-                self._on_audio(media)
-            else:
-                await self._on_image(media)
-
-    def _on_audio(self, media: MediaMessage) -> None:
-        assert self.start is not None and self.source is not None
-        if "audio" not in self.start.modalities:
-            raise ProtocolError(CLOSE_INVALID, "audio received, but the start message did not list audio")
-        fmt = self.start.audio
-        pcm = decode_audio(media, fmt)
-        dur = pcm.shape[0] / fmt.sample_rate
-        if dur > self.cfg.max_chunk_s:
-            raise ProtocolError(
-                CLOSE_TOO_BIG, f"audio chunk of {dur:.2f} s exceeds {self.cfg.max_chunk_s:g} s"
-            )
-        if self._last_audio_end is not None and media.t < self._last_audio_end - TIME_TOLERANCE_S:
-            raise ProtocolError(
-                CLOSE_INVALID,
-                f"audio timestamps went backwards: chunk at t={media.t:.3f} s starts before the previous "
-                f"chunk ended ({self._last_audio_end:.3f} s)",
-            )
-        self._last_audio_end = media.t + dur
-        self.source.push_audio(pcm, fmt.sample_rate, media.t)
-
-    async def _on_image(self, media: MediaMessage) -> None:
-        assert self.start is not None and self.source is not None
-        if "video" not in self.start.modalities:
-            raise ProtocolError(CLOSE_INVALID, "video received, but the start message did not list video")
-        if image_kind(media.payload) is None:
-            raise ProtocolError(
-                CLOSE_UNSUPPORTED, f"video frame at t={media.t:.3f} s is not a JPEG or PNG image"
-            )
-        size = image_size(media.payload)
-        if size is not None and size[0] * size[1] > self.cfg.max_image_pixels:
-            raise ProtocolError(
-                CLOSE_TOO_BIG,
-                f"image of {size[0]}x{size[1]} pixels exceeds the limit of "
-                f"{self.cfg.max_image_pixels} pixels",
-            )
-        if self._last_video_t is not None and media.t <= self._last_video_t:
-            raise ProtocolError(
-                CLOSE_INVALID,
-                f"video timestamps must increase: frame at t={media.t:.3f} s "
-                f"after t={self._last_video_t:.3f} s",
-            )
-        img = await asyncio.to_thread(decode_image, media.payload)
-        if img is None or img.ndim != 3:
-            raise ProtocolError(
-                CLOSE_UNSUPPORTED, f"video frame at t={media.t:.3f} s does not decode as an image"
-            )
-        self._last_video_t = media.t
-        self.source.push_frame(img, media.t, bgr=True)
+            await self.intake.take(msg.get("bytes") or b"", self._pause)
 
     # -- events out ----------------------------------------------------------------------------------
     async def _pump(self, engine: Engine) -> None:
@@ -303,16 +291,18 @@ class StreamSession:
         m.dropped_audio.inc(dropped.get("audio_samples", 0))
         m.dropped_frames.inc(dropped.get("video_frames", 0))
 
-    def _summary(self) -> dict[str, Any]:
+    def _summary(self, ended: str) -> dict[str, Any]:
         assert self.start is not None and self.engine is not None
         last = self.last_event or {}
         return {
             "type": "summary",
             "stream": self.start.stream,
+            "ended": ended,
             "events": self.events,
             "last_seq": last.get("seq"),
             "media_s": last.get("t_end"),
             "wall_s": round(time.monotonic() - self.t0, 3),
+            "held_s": round(self.intake.held_s, 3) if self.intake else 0.0,
             "dropped_events": self.q.dropped,
             "dropped": last.get("dropped", {}),
             "errors": list(self.engine.errors),

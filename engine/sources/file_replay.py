@@ -1,6 +1,12 @@
 """Replay any audio/video container through PyAV: video without audio, audio without video, any sample
 rate or channel count. Paced at real time, or as fast as the engine consumes (``fast``).
 
+Media time starts at 0 at the start of the file's selected tracks: the earliest start of the audio and
+video streams read is subtracted from both, so they stay aligned with each other, and a recording whose
+timestamps start at 3600 s (an MPEG-TS capture) plays at once instead of an hour later. Frames larger
+than ``max_pixels`` (default 1920 x 1080) are scaled down, keeping their aspect ratio, as they are
+converted to RGB: an 8K video does not flood the engine with 100 MB frames.
+
 Decoding is blocking, so each demuxed batch is decoded in a worker thread; pacing sleeps on the event
 loop. A file that cannot be opened or that breaks mid-stream becomes modality-missing status frames and
 an EndFrame, never an exception out of ``run``.
@@ -12,19 +18,45 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.aio import within
 from engine.frames import AudioFrame, EndFrame, Frame, SourceStatusFrame, VideoFrame
 from engine.sources.base import Emit, MediaClock, Source
 from engine.sources.resample import StreamResampler
 from models.encoders.audio import TARGET_SR
 
+if TYPE_CHECKING:
+    import av
+
 _DONE = object()
+DEFAULT_MAX_PIXELS = 1920 * 1080  # 1080p: the face stage needs far less; larger frames are scaled down
 
 
 class MediaFileError(ValueError):
     """A media file the user asked for cannot be replayed (missing, empty, not media, no usable track)."""
+
+
+def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
+    """(width, height) scaled down to at most ``max_pixels`` pixels with the same aspect ratio (to within
+    a pixel); unchanged when the frame is within the cap or there is none."""
+    if max_pixels is None or width * height <= max_pixels:
+        return width, height
+    scale = (max_pixels / (width * height)) ** 0.5
+    w, h = max(1, int(width * scale)), max(1, int(height * scale))
+    while w * h > max_pixels:  # rounding: stay within the cap
+        w, h = (w - 1, h) if w / h > width / height else (w, h - 1)
+    return w, h
+
+
+def media_origin(streams: list) -> float:
+    """Seconds to subtract from every timestamp: the earliest start of ``streams`` (PyAV streams), so
+    media time is 0 where the first of them starts. A negative start (decoder priming) is not an offset
+    to remove: 0 then."""
+    starts = [float(s.start_time * s.time_base) for s in streams if s.start_time is not None and s.time_base]
+    return max(0.0, min(starts)) if starts else 0.0
 
 
 class FileReplaySource(Source):
@@ -39,7 +71,12 @@ class FileReplaySource(Source):
         audio: bool = True,
         video: bool = True,
         max_seconds: float | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
+        """``max_seconds``: end after that much media. ``max_pixels``: larger video frames are scaled
+        down to this many pixels (None: never)."""
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be a positive pixel count or None, not {max_pixels}")
         super().__init__(name or Path(path).name)
         self.path = Path(path)
         self.fast = fast
@@ -47,7 +84,18 @@ class FileReplaySource(Source):
         self.loop_file = loop
         self.want_audio, self.want_video = audio, video
         self.max_seconds = max_seconds
+        self.max_pixels = max_pixels
         self.modalities = tuple(m for m, w in (("audio", audio), ("video", video)) if w)
+        self._stop_asked = False
+        self._wake: asyncio.Event | None = None  # created in run(): the loop that runs it owns it
+
+    def stop(self) -> None:
+        """End the replay now (from the event loop that runs it, e.g. a signal handler): ``run`` emits
+        no further frame and ends with an EndFrame at the media time reached, so the engine closes the
+        window in progress and emits its final event."""
+        self._stop_asked = True
+        if self._wake is not None:
+            self._wake.set()
 
     def check(self) -> None:
         """Fail fast, with one line, on a file that cannot give any of the wanted tracks: missing, a
@@ -97,7 +145,8 @@ class FileReplaySource(Source):
 
     # -- blocking decode, run in a worker thread -------------------------------------------------
     def _decode(self, offset: float) -> Iterator[Frame]:
-        """Yield frames in container order. ``offset`` shifts timestamps (looping)."""
+        """Yield frames in container order, timed from the file's start (``media_origin``) plus ``offset``
+        (looping)."""
         import av
 
         try:
@@ -116,6 +165,7 @@ class FileReplaySource(Source):
             streams = [s for s in (a_stream, v_stream) if s is not None]
             if not streams:
                 return
+            origin = media_origin(streams)  # one origin for both tracks keeps them aligned
             resampler: StreamResampler | None = None
             converter = None
             a_samples = 0  # 16 kHz samples emitted: audio time is sample-exact and gapless
@@ -156,10 +206,10 @@ class FileReplaySource(Source):
                     if isinstance(frame, av.AudioFrame):
                         assert converter is not None and resampler is not None
                         if a_t0 is None:
-                            a_t0 = max(0.0, float(frame.time or 0.0))
+                            a_t0 = max(0.0, float(frame.time) - origin if frame.time is not None else 0.0)
                         elif "audio" in broken and frame.time is not None:
                             # Samples were lost with the bad packets: place the audio at its own time.
-                            a_t0 = max(a_t0, float(frame.time) - a_samples / TARGET_SR)
+                            a_t0 = max(a_t0, float(frame.time) - origin - a_samples / TARGET_SR)
                         t = offset + a_t0 + a_samples / TARGET_SR
                         if "audio" in broken and t > broken["audio"]:
                             del broken["audio"]
@@ -172,14 +222,14 @@ class FileReplaySource(Source):
                                 here = max(here, t + len(pcm) / TARGET_SR)
                                 yield AudioFrame(pcm, TARGET_SR, t, self.name)
                     elif isinstance(frame, av.VideoFrame):
-                        t = float(frame.time) if frame.time is not None else n_video / fps
+                        t = float(frame.time) - origin if frame.time is not None else n_video / fps
                         n_video += 1
                         # Frames the decoder still held from before the damage do not end it.
                         if "video" in broken and offset + t > broken["video"]:
                             del broken["video"]
                             yield SourceStatusFrame("video", True, "decoding resumed", offset + t, self.name)
                         here = max(here, offset + t)
-                        yield VideoFrame(frame.to_ndarray(format="rgb24"), offset + t, self.name)
+                        yield VideoFrame(self._rgb(frame), offset + t, self.name)
             if converter is not None and resampler is not None and a_t0 is not None:
                 tail = [o.to_ndarray() for o in converter.resample(None)]
                 pcm = resampler(
@@ -190,12 +240,21 @@ class FileReplaySource(Source):
                 if len(pcm):
                     yield AudioFrame(pcm, TARGET_SR, offset + a_t0 + a_samples / TARGET_SR, self.name)
 
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """RGB uint8 [H, W, 3] of a decoded frame, scaled down to ``max_pixels`` in the same conversion
+        (area filter: no aliasing)."""
+        w, h = capped_size(frame.width, frame.height, self.max_pixels)
+        if (w, h) == (frame.width, frame.height):
+            return frame.to_ndarray(format="rgb24")
+        return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+
     # -- the coroutine ------------------------------------------------------------------------------
     async def run(self, emit: Emit, clock: MediaClock) -> None:
         offset = 0.0
-        t_last = 0.0
+        t_last = 0.0  # media time reached by the frames emitted
         wall0 = time.monotonic()
-        while True:
+        self._wake = asyncio.Event()
+        while not self._stop_asked:
             frames = self._decode(offset)
             while True:
                 # Decoding a packet is blocking work: off the event loop. Sentinel instead of
@@ -204,18 +263,22 @@ class FileReplaySource(Source):
                 if frame is _DONE:
                     break
                 assert not isinstance(frame, EndFrame)
-                t_last = max(t_last, frame.t + (frame.duration if isinstance(frame, AudioFrame) else 0.0))
                 if self.max_seconds is not None and frame.t >= self.max_seconds:
                     frames.close()
-                    await emit(EndFrame(self.name, min(t_last, self.max_seconds)))
+                    t_end = max(t_last, frame.t + (frame.duration if isinstance(frame, AudioFrame) else 0.0))
+                    await emit(EndFrame(self.name, min(t_end, self.max_seconds)))
                     return
-                if not self.fast:
+                if not self.fast and not self._stop_asked:
                     delay = wall0 + frame.t - time.monotonic()
                     if delay > 0:
-                        await asyncio.sleep(delay)
+                        await within(self._wake.wait(), delay)  # a stop() ends the wait
+                if self._stop_asked:
+                    frames.close()
+                    break
+                t_last = max(t_last, frame.t + (frame.duration if isinstance(frame, AudioFrame) else 0.0))
                 frame.arrival = time.monotonic()
                 await emit(frame)
-            if not self.loop_file or t_last <= offset:
+            if self._stop_asked or not self.loop_file or t_last <= offset:
                 break
             offset = t_last
         await emit(EndFrame(self.name, t_last))

@@ -155,7 +155,8 @@ def test_run_live_cli(
     assert lines[0]["trained"] is True and lines[0]["model"].startswith("cmarr-offline-v3:")
     assert lines[0]["modalities"]["video"]["state"] == "present"
     # Only a user who asks for no checkpoint gets the untrained model, and the banner says so.
-    quick = ["--fast", "--no-display", "--jsonl", str(out), "--backend", "torch", "--max-seconds", "1.0"]
+    quick = ["--fast", "--no-display", "--jsonl", str(out), "--overwrite", "--backend", "torch"]
+    quick += ["--max-seconds", "1.0"]
     rc = run_live.main(["--video", str(ANG), *quick, "--set", "asr.enabled=false", "--checkpoint", "none"])
     assert rc == 0 and "UNTRAINED MODEL" in capsys.readouterr().err
     assert all(json.loads(x)["model"] == "untrained" for x in out.read_text().splitlines())

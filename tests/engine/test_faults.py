@@ -153,3 +153,82 @@ def test_a_sink_that_never_finishes_is_reported_not_waited_on(
     assert time.monotonic() - t < 60
     gapless(events)
     assert any(f"{len(events)} event(s) not delivered" in x for x in eng.errors), eng.errors
+
+
+def test_a_window_loop_failure_stops_the_stream_with_the_reason(
+    extractors: Any, fusion: Any, backend: Any, caplog: Any
+) -> None:
+    """The window loop itself failing (once: a NaN hop did it) ends the stream with the reason in
+    ``failure`` and ``errors`` and one logged error, never silently with no events."""
+
+    async def go() -> Engine:
+        eng = Engine(
+            config(window_s=1.0, hop_s=0.5, asr=False),
+            [FileReplaySource(ANG, fast=True)],
+            extractors=extractors,
+            fusion=fusion,
+            backend=backend,
+        )
+        async with eng:
+            real, calls = eng.loop.schedule.next_end, [0]
+
+            def next_end() -> float:
+                calls[0] += 1
+                if calls[0] > 3:
+                    raise ValueError("schedule broke")
+                return real()
+
+            eng.loop.schedule.next_end = next_end
+            await asyncio.wait_for(eng.wait(), 60)
+        return eng
+
+    with caplog.at_level("ERROR", logger="engine"):
+        eng = asyncio.run(go())
+    assert eng.failure is not None and "schedule broke" in eng.failure
+    assert any("schedule broke" in e for e in eng.errors)
+    assert any("window loop" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_a_dropout_does_not_count_as_latency(extractors: Any, fusion: Any, backend: Any) -> None:
+    """A live client that stops sending for 4 s: the windows in the gap are released by the live
+    deadline and say so in their e2e latency (about live_wait_s), not the time since the last audio."""
+    import numpy as np
+
+    from engine.sources.push import PushSource
+    from tests.serve.test_server import clip_audio
+
+    pcm, sr = clip_audio()
+
+    async def go() -> list[EmotionEvent]:
+        src = PushSource(audio=True, video=False)
+        eng = Engine(
+            config(window_s=2.0, hop_s=1.0, asr=False),
+            [src],
+            extractors=extractors,
+            fusion=fusion,
+            backend=backend,
+        )
+        events: list[EmotionEvent] = []
+
+        async def feed() -> None:
+            t0 = time.monotonic()
+            for i in range(0, 7 * sr, sr // 10):
+                t = i / sr
+                if 2.0 <= t < 6.0:  # the dropout: nothing is sent
+                    continue
+                await asyncio.sleep(max(0.0, t0 + t - time.monotonic()))
+                src.push_audio(np.resize(pcm, sr // 10), sr, t)
+            src.end()
+
+        async with eng:
+            feeder = asyncio.create_task(feed())
+            async for ev in eng.events():
+                events.append(ev)
+            await feeder
+        return events
+
+    events = asyncio.run(go())
+    gapless(events)
+    in_gap = [e for e in events if 3.0 <= e.t_end <= 6.0]
+    assert len(in_gap) >= 3 and all(e.modalities["audio"].state != "present" for e in in_gap)
+    assert max(e.e2e_latency_ms for e in in_gap) < 1500.0, [round(e.e2e_latency_ms) for e in in_gap]

@@ -1,13 +1,13 @@
 """A real ``python -m engine.serve`` process on 127.0.0.1 (a free port), shared by the tests of this folder.
 
 Limits are lowered so that each fault is cheap to provoke: 2 streams, 256 KiB messages, a 3 s start
-timeout. The token is set, so every client here also proves that the token check lets it in.
+timeout, 4 sockets waiting to start. The token is set (from the environment), so every client here
+also proves that the token check lets it in.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +50,21 @@ class RunningServer:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Until a new stream would be admitted: the load an earlier test left (admission looks back
+        ``load_window_s``) has passed."""
+        deadline = time.monotonic() + timeout
+        while self.get("/readyz", token=None)[0] != 200:
+            assert time.monotonic() < deadline, self.get("/readyz", token=None)
+            time.sleep(0.2)
+
+    def rss_mb(self) -> float:
+        """The server process's resident memory now (MB), from /proc."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+        raise RuntimeError("no VmRSS in /proc status")
+
     def metrics(self) -> dict[str, float]:
         """/metrics as {'name{labels}': value}."""
         status, text = self.get("/metrics")
@@ -71,8 +86,6 @@ def server() -> Iterator[RunningServer]:
         "engine.serve",
         "--port",
         str(port),
-        "--token",
-        TOKEN,
         "--max-streams",
         "2",
         "--set",
@@ -81,10 +94,12 @@ def server() -> Iterator[RunningServer]:
         "start_timeout_s=3",
         "--set",
         "idle_timeout_s=10",
+        "--set",
+        "max_pending=4",
         "--log-level",
         "warning",
     ]
-    env = {**os.environ, "EMOTION_SERVE_TOKEN": ""}
+    env = {**os.environ, "EMOTION_SERVE_TOKEN": TOKEN}  # from the environment: never on a command line
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     srv = RunningServer(port, proc)
     deadline = time.monotonic() + 300
@@ -108,5 +123,5 @@ def server() -> Iterator[RunningServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
     err = proc.stderr.read().decode()
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal: -15 is its normal exit code.
-    assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in err, (proc.returncode, err[-3000:])
+    # SIGTERM drains (nothing is live by now) and exits 0.
+    assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err[-3000:])

@@ -4,6 +4,7 @@ failing fast on what it was asked for."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -66,6 +67,12 @@ def test_run_live_reports_a_refused_stream_in_one_line(server: RunningServer) ->
         (["--set", "no_such_key=1"], "no_such_key"),
         (["--token", "short"], "at least 8 characters"),
         (["--config", "no/such.yaml"], "no/such.yaml"),
+        (["--set", "token=secret-in-ps-1234"], "EMOTION_SERVE_TOKEN or --token-file"),
+        (["--host", "0.0.0.0"], "set a token"),
+        (["--token-file", "no/such/token"], "cannot read the token file"),
+        (["--ssl-certfile", "cert.pem"], "go together"),
+        (["--engine-set", "window.hop_s=.nan"], "finite number"),
+        (["--set", "max_gap_s=3"], "max_gap_s"),
     ],
 )
 def test_serve_fails_fast_with_one_line(args: list[str], message: str) -> None:
@@ -75,7 +82,30 @@ def test_serve_fails_fast_with_one_line(args: list[str], message: str) -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "EMOTION_SERVE_TOKEN": ""},
     )
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("engine.serve: error:") and message in lines[0], r.stderr
+
+
+def test_the_token_is_never_read_from_a_config_file(tmp_path) -> None:
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text("port: 0\ntoken: secret-in-a-file-1234\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.serve", "--config", str(cfg)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "not read from a file" in r.stderr and "secret-in-a-file" not in r.stderr
+
+
+def test_the_token_is_not_in_the_config_repr() -> None:
+    import dataclasses
+
+    from engine.serve.config import ServeConfig
+
+    cfg = dataclasses.replace(ServeConfig(), token=TOKEN)
+    assert TOKEN not in repr(cfg) and TOKEN not in str(cfg)

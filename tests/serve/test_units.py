@@ -1,4 +1,4 @@
-"""The service's pure parts: wire format, the slow-client send queue, admission decisions."""
+"""The service's pure parts: wire format, the slow-client send queue, admission decisions, limits."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine.serve.admission import Admission, LoadMonitor
+from engine.serve.limits import FrameRate, MediaLead, TokenBucket
 from engine.serve.protocol import (
     AudioFormat,
     ProtocolError,
@@ -19,7 +20,7 @@ from engine.serve.protocol import (
     parse_header,
     parse_start,
 )
-from engine.serve.session import SendQueue
+from engine.serve.send_queue import SendQueue
 from tests.serve.conftest import ANG
 
 
@@ -92,3 +93,57 @@ def test_admission_refuses_over_capacity_and_over_latency_budget() -> None:
     assert adm.check().admitted  # nothing running: past load is no reason to refuse
     adm.active = 3
     assert adm.check().kind == "capacity" and "3 of 3" in adm.check().reason
+
+
+def _real_jpeg() -> bytes:
+    import av
+
+    frame = av.open(str(ANG)).decode(video=0).__next__().to_ndarray(format="bgr24")
+    ok, buf = cv2.imencode(".jpg", frame)
+    assert ok
+    return buf.tobytes()
+
+
+def test_image_size_is_read_past_any_number_of_leading_segments() -> None:
+    jpg = _real_jpeg()
+    h, w = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR).shape[:2]
+    comments = b"".join(b"\xff\xfe" + (60_002).to_bytes(2, "big") + bytes(60_000) for _ in range(3))
+    padded = jpg[:2] + comments + jpg[2:]  # 180 kB of comments before the frame header
+    assert image_size(jpg) == image_size(padded) == (w, h)
+    assert cv2.imdecode(np.frombuffer(padded, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (h, w)
+    sos = jpg.index(b"\xff\xda")
+    sof = next(jpg.index(m) for m in (b"\xff\xc0", b"\xff\xc2") if m in jpg[:sos])
+    no_sof = jpg[:sof] + jpg[sos:]  # scan data with no frame header before it
+    assert image_size(no_sof) is None
+    zero_h = bytearray(jpg)
+    zero_h[sof + 5 : sof + 7] = b"\x00\x00"  # height 0: "given later by a DNL marker"
+    assert image_size(bytes(zero_h)) is None
+    assert image_size(jpg[: sof + 6]) is None  # truncated inside the frame header
+
+
+def test_token_bucket_holds_the_rate_after_a_burst() -> None:
+    b = TokenBucket(rate=10.0, burst=5.0, now=0.0)
+    assert [b.take(0.0) for _ in range(5)] == [0.0] * 5  # the burst goes at once
+    assert b.take(0.0) == pytest.approx(0.1)  # then one every 1/rate
+    assert b.take(0.0) == pytest.approx(0.2)
+    assert b.take(10.0) == 0.0  # refilled, but never beyond the burst
+    assert [b.take(10.0) for _ in range(4)] == [0.0] * 4 and b.take(10.0) > 0
+
+
+def test_media_lead_holds_what_runs_ahead_and_refuses_a_jump() -> None:
+    lead = MediaLead(max_lead_s=2.0, max_gap_s=10.0, wall0=100.0)
+    assert lead.hold_s(0.0, 1.0, 100.0, "audio") == 0.0  # 1 s ahead: at once
+    assert lead.hold_s(1.0, 5.0, 100.0, "audio") == pytest.approx(3.0)  # 5 s ahead: hold 3 s
+    assert lead.hold_s(5.0, 6.0, 105.0, "audio") == 0.0  # the clock caught up
+    assert lead.hold_s(60.0, 61.0, 160.0, "audio") == 0.0  # a pause in sending, on time: a dropout
+    with pytest.raises(ProtocolError) as e:
+        lead.hold_s(1e6, 1e6 + 0.2, 160.5, "audio")
+    assert e.value.code == 1007 and "jumped ahead" in e.value.message
+
+
+def test_frame_rate_drops_frames_beyond_max_fps() -> None:
+    fr = FrameRate(max_fps=30.0, burst=5.0)
+    at_60 = [fr.keep(i / 60.0) for i in range(600)]  # 10 s of a 60 fps camera
+    assert 295 <= sum(at_60) <= 306
+    fr = FrameRate(max_fps=30.0, burst=5.0)
+    assert all(fr.keep(i / 30.0) for i in range(300))  # 30 fps: every frame kept
