@@ -27,8 +27,10 @@ test: setup
 demo: setup
 	$(PY) run_live.py --demo
 
-# The streaming service on 127.0.0.1:8765 (docs/serve.md); clients: run_live.py --server, engine.client.
+# The streaming service on 127.0.0.1:8765 (docs/serve.md); it prints the live page's URL once ready.
+# Clients: a browser at that URL, run_live.py --server, engine.client.
 serve: setup
+	@echo "the live page will be at http://127.0.0.1:8765/ once the models are loaded"
 	$(PY) -m engine.serve
 
 # Reproduce the shipped model from DATA (about an hour and a half on 2 CPU cores; see its model card),

@@ -11,11 +11,13 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from engine.config import EngineConfig
 from engine.memory import trim_every
@@ -34,6 +36,12 @@ from engine.shared import SharedModels
 
 log = logging.getLogger("engine.serve")
 STREAM_PATH = "/v1/stream"
+STATIC = Path(__file__).with_name("static")  # the live page: served as is, no CDN, no build step
+# The page loads only from this server; the WebSocket is same-origin.
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+    "connect-src 'self' ws: wss:; object-src 'none'; frame-ancestors 'none'"
+)
 # Browsers cannot set Authorization on a WebSocket: a page offers these subprotocols instead.
 SUBPROTOCOL, BEARER_PROTOCOL = "emotion.v1", "bearer."
 
@@ -204,6 +212,12 @@ def create_app(cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> Fast
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         svc.metrics.pending.set(svc.pending)
         return Response(svc.metrics.render(), media_type=svc.metrics.content_type)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.websocket(STREAM_PATH)
     async def stream(ws: WebSocket) -> None:

@@ -31,6 +31,15 @@ class DrainingServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.started and self.servers and self.servers[0].sockets:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            tls = bool(self.config.ssl_certfile)
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            page, ws = (
+                f"{'https' if tls else 'http'}://{where}/",
+                f"{'wss' if tls else 'ws'}://{where}/v1/stream",
+            )
+            print(f"engine.serve: ready: live page at {page} , streams at {ws}", flush=True)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's: it closes every WebSocket with 1012 at once and re-raises the signal at exit.

@@ -101,7 +101,10 @@ class StreamSession:
             self.admitted = True
             self.engine = await self._start_engine(self.start)
             pump = asyncio.create_task(self._pump(self.engine), name="serve:pump")
-            self.q.put({"type": "ready", "stream": self.start.stream, **self.svc.models.describe()}, False)
+            fps = self.svc.models.extractors.profile.face.fps  # frames worth sending per second
+            ready = {"type": "ready", "stream": self.start.stream, **self.svc.models.describe()}
+            ready["video_fps"] = fps
+            self.q.put(ready, False)
             self._arm_max_duration()
             if await self._read_media():
                 code, ended = self._finish or (CLOSE_NORMAL, "end")
