@@ -18,9 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.report import emit
 from models.cider.modeling_cider import SUBSETS, masked_softmax, subset_contexts
-
-from .report import emit
 
 
 def direct(

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import yaml
 
+from benchmarks.report import emit
 from models.modalities import MODALITIES
 from training.config import DataConfig
 from training.data.dataset import Normalizer, Sample
@@ -52,8 +53,6 @@ from training.variants import (
     predict_logits,
     train_variant,
 )
-
-from .report import emit
 
 REPO = Path(__file__).resolve().parents[1]
 RATE_MODES = ("rmfm", "rmfm_same", "rmm", "tmfm", "stmfm")

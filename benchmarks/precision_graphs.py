@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report import emit
 from engine.backends import create_backend
 from engine.backends.base import FusionInputs, softmax
 from engine.backends.graphs import PRECISIONS, precision_graph, save_calibration, with_dropped_modalities
@@ -30,8 +31,6 @@ from engine.calibrate import media_files, record_windows
 from engine.config import build_engine_config
 from engine.profile import device_info
 from engine.shared import SharedModels
-
-from .report import emit
 
 
 def record(args: argparse.Namespace, work: Path) -> dict[str, Any]:
