@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--fast", action="store_true", help="replay files as fast as possible, not at real time")
     out = ap.add_argument_group("output")
     out.add_argument("--no-display", action="store_true", help="no terminal view of events")
+    out.add_argument(
+        "--verbose", action="store_true", help="show the libraries' informational lines at startup"
+    )
     out.add_argument("--plain", action="store_true", help="plain text lines even on a terminal")
     out.add_argument("--jsonl", metavar="PATH", help="write every event as a JSON line to PATH")
     mode = out.add_mutually_exclusive_group()
@@ -424,8 +427,14 @@ def _fail(msg: str, code: int = 2) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, quiet: bool = False) -> int:
+    """``quiet``: keep the native libraries' informational lines off the terminal (the command line
+    does, unless --verbose; in-process callers keep their own stderr)."""
     args = parse_args(argv)
+    if quiet and not args.verbose:
+        from engine.quiet import quiet_start
+
+        quiet_start()
     shutdown = Shutdown()
     try:
         return asyncio.run(amain(args, shutdown))
@@ -436,4 +445,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(quiet=True))
