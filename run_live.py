@@ -40,7 +40,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent
 DEMO_CLIP = ROOT / "data" / "cremad" / "1001_DFA_ANG_XX.flv"
 DEMO_JSONL = Path("out") / "demo_events.jsonl"
-SERVER_SHUTDOWN = "server shutting down"  # the summary's "ended" when the server drains for a restart
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -271,6 +270,8 @@ class Shutdown:
 def server_shutdown_line(summary: dict[str, Any] | None, n: int, last_seq: int | None) -> str | None:
     """The one line for a stream the server ended because it is shutting down (a deploy); None when
     the summary says something else. Every event up to the server's final one was received."""
+    from engine.serve.protocol import SERVER_SHUTDOWN
+
     if not summary or summary.get("ended") != SERVER_SHUTDOWN:
         return None
     last = f" (last seq {last_seq})" if last_seq is not None else ""

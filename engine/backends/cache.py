@@ -26,16 +26,14 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from models.checkpoint import file_sha256
+
 DIGEST_CHARS = 16
 
 
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes (the first ``DIGEST_CHARS`` hex digits)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:DIGEST_CHARS]
+    return file_sha256(path)[:DIGEST_CHARS]
 
 
 def text_digest(*parts: str | bytes) -> str:

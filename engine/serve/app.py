@@ -28,6 +28,7 @@ from engine.serve.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
     CLOSE_TRY_LATER,
+    SERVER_SHUTDOWN,
     VERSION,
     close_reason,
 )
@@ -87,9 +88,8 @@ class Service:
 
     def admit(self) -> Decision:
         """A started stream asks for a slot (call ``release`` when it ends)."""
-        d = self.check()
+        d = self.check() if self.draining else self.admission.try_admit()
         if d.admitted:
-            self.admission.active += 1
             self.metrics.active.inc()
             self.metrics.streams.inc()
         return d
@@ -115,13 +115,9 @@ class Service:
             )
             return
         if self.draining or self.pending >= self.cfg.max_pending:
-            d = (
-                self.check()
-                if self.draining
-                else Decision(
-                    False, f"too many connections waiting to start: {self.pending} (max_pending)", "pending"
-                )
-            )
+            d = self.check()
+            if d.admitted:  # not draining: too many sockets are waiting to start
+                d = Decision(False, f"too many connections waiting to start: {self.pending}", "pending")
             self.metrics.rejections.labels(d.kind).inc()
             await _refuse(ws, CLOSE_TRY_LATER, d.reason)
             return
@@ -145,7 +141,7 @@ class Service:
         while self.sessions and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll of a set
             await asyncio.sleep(0.1)
         for s in list(self.sessions):
-            s.finish(CLOSE_GOING_AWAY, "server shutting down")
+            s.finish(CLOSE_GOING_AWAY, SERVER_SHUTDOWN)
         deadline = loop.time() + 15.0
         while self.sessions and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll of a set
             await asyncio.sleep(0.05)

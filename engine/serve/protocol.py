@@ -48,6 +48,9 @@ CLOSE_INTERNAL = 1011  # the server failed on this stream
 CLOSE_TRY_LATER = 1013  # at capacity: refused before any media was taken
 CLOSE_TIMEOUT = 4408  # no start message (or no media) within the time limit
 
+# The summary's "ended" (and the 1001 close reason) when the server drains for a shutdown.
+SERVER_SHUTDOWN = "server shutting down"
+
 # Engine config keys a client may override per stream. Everything that changes a shared model
 # (checkpoint, extractors, backend) or the server's resources (queues) stays the server's choice.
 ALLOWED_OVERRIDES: dict[str, type | tuple[type, ...]] = {

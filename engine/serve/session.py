@@ -77,11 +77,11 @@ class StreamSession:
         self.admitted = False
         self.events = 0
         self.last_event: dict[str, Any] | None = None
-        self.t0 = time.monotonic()
-        now = time.monotonic()
+        self.t0 = now = time.monotonic()
         self._messages = TokenBucket(self.cfg.max_messages_per_s, 2 * self.cfg.max_messages_per_s, now)
         self._pings = TokenBucket(self.cfg.max_pings_per_s, 10, now)
         self._stop = asyncio.Event()
+        self._stopped: asyncio.Task | None = None  # one waiter on _stop for every receive
         self._finish: tuple[int, str] | None = None  # set by finish(): the close code and reason
         self._max_timer: asyncio.TimerHandle | None = None
 
@@ -147,6 +147,8 @@ class StreamSession:
                 self.svc.release()  # before the close: a client that saw it may reconnect at once
             if self._max_timer is not None:
                 self._max_timer.cancel()
+            if self._stopped is not None:
+                self._stopped.cancel()
             self.q.close()
             if code == -1:
                 sender.cancel()
@@ -181,12 +183,14 @@ class StreamSession:
 
     async def _receive(self, timeout: float, waiting_for: str) -> dict[str, Any] | None:
         """The next message, or None when the server ends the stream (``finish``)."""
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop.wait())
         recv = asyncio.ensure_future(self.ws.receive())
-        stop = asyncio.ensure_future(self._stop.wait())
         try:
-            done, _ = await asyncio.wait({recv, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {recv, self._stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            stop.cancel()
             if not recv.done():
                 recv.cancel()
         if recv not in done:

@@ -25,6 +25,15 @@ ANG = CREMAD / "1001_DFA_ANG_XX.flv"
 TOKEN = "test-token-6d1f"
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it is still running after ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,11 +126,7 @@ def server() -> Iterator[RunningServer]:
             time.sleep(0.5)
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     err = proc.stderr.read().decode()
     # SIGTERM drains (nothing is live by now) and exits 0.
     assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err[-3000:])

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.serve.conftest import ANG, CREMAD, REPO, TOKEN, RunningServer
+from tests.serve.conftest import ANG, CREMAD, REPO, TOKEN, RunningServer, stop_process
 
 pytestmark = pytest.mark.timeout(300)
 RUN_S = float(os.environ.get("EMOTION_BROWSER_S", "30"))
@@ -196,11 +196,7 @@ def test_the_live_page_streams_a_real_clip_in_chromium(server: RunningServer, tm
 
         samples, final, console, png, denied, refused = asyncio.run(drive())
     finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
+        stop_process(browser, timeout=10)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "browser-live-page.png").write_bytes(png)
     assert final["events"] >= 0.5 * RUN_S, final  # about one per second of media
