@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	# Pin torch first: an unpinned torch pulls several GB of CUDA packages on CPU machines.
 	$(PY) -m pip install "$(TORCH_SPEC)"
 	$(PY) -m pip install -e ".[dev,train,serve]" "$(TORCH_SPEC)"
+	# Export the shipped model's fusion graph now, not on the first run (engine/prepare.py).
+	$(PY) -m engine.prepare
 	touch $(STAMP)
 
 test: setup

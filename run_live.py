@@ -372,6 +372,7 @@ async def amain(args: argparse.Namespace, shutdown: Shutdown | None = None) -> i
     from engine.backends import BackendError, preflight
     from engine.memory import trim_every
     from engine.stages.fusion import ProfileMismatchError
+    from models.checkpoint import CheckpointFileError
     from models.fusion_meta import CheckpointMetaError
 
     try:
@@ -384,7 +385,7 @@ async def amain(args: argparse.Namespace, shutdown: Shutdown | None = None) -> i
     try:
         check_checkpoint(cfg)
         preflight(cfg.backend.name, cfg.backend.device)
-    except (FileNotFoundError, BackendError) as e:
+    except (FileNotFoundError, CheckpointFileError, BackendError) as e:
         return _fail(str(e))
     bad = check_files(sources)  # a file asked for at start fails here, before any model loads
     if bad:
@@ -398,7 +399,8 @@ async def amain(args: argparse.Namespace, shutdown: Shutdown | None = None) -> i
     print("loading models...", file=sys.stderr, flush=True)
     try:
         await eng.start()
-    except (FileNotFoundError, CheckpointMetaError, ProfileMismatchError, BackendError) as e:
+    except (FileNotFoundError, CheckpointFileError, CheckpointMetaError, ProfileMismatchError,
+            BackendError) as e:
         await eng.close()
         return _fail(str(e).splitlines()[0] if isinstance(e, FileNotFoundError) else str(e))
     if not eng.fusion_model.trained:

@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 
 from engine.channel import FrameChannel
-from engine.config import EngineConfig, resolve_path
+from engine.config import EngineConfig
 from engine.consumers import AudioConsumer, Backpressure, VideoConsumer
 from engine.frames import AudioFrame, EmotionEvent, EndFrame, Frame, SourceStatusFrame, VideoFrame
+from engine.loading import load_models
 from engine.media import MediaState
 from engine.sinks.base import Sink
 from engine.sinks.runner import SinkRunner
@@ -43,7 +44,7 @@ from engine.sources.file_replay import FileReplaySource
 from engine.sources.push import PushSource
 from engine.stages.asr import StreamingASR
 from engine.stages.face import FaceStage
-from engine.stages.fusion import FusionModel, FusionStage, build_backend, load_fusion_model
+from engine.stages.fusion import FusionModel, FusionStage
 from engine.stages.vad import SileroVAD
 from engine.stages.window_processor import WindowProcessor
 from engine.window_loop import WindowLoop
@@ -54,19 +55,6 @@ UNTRAINED_BANNER = (
     "randomly initialised CM-ARR and mean nothing. Modality health, transcripts, face tracking and the "
     "face expert reading are real. Drop --checkpoint none to use the shipped model."
 )
-
-
-def load_extractors(cfg: EngineConfig) -> Any:
-    """The extractor bundle of ``cfg.extractors`` (a profile name or YAML path), models loaded now."""
-    from models.encoders.profile import build_extractors, load_profile
-
-    name = cfg.extractors
-    prof = load_profile(
-        name if "/" not in name and not name.endswith((".yaml", ".yml")) else resolve_path(name)
-    )
-    ex = build_extractors(prof)
-    ex.warm_up()  # load and run every model before the first window
-    return ex
 
 
 class Engine:
@@ -123,18 +111,13 @@ class Engine:
     # ----------------------------------------------------------------------------------------------
     def _load(self) -> None:
         """Blocking: models and backend (worker thread)."""
-        if self.extractors is None:
-            self.extractors = load_extractors(self.cfg)
-            self._owns_extractors = True
+        loaded = load_models(self.cfg, self.extractors, self.fusion_model, self.backend)
+        self.extractors, self.fusion_model, self.backend = loaded.extractors, loaded.fusion, loaded.backend
+        self._owns_extractors = self._owns_extractors or loaded.owns_extractors
         try:
-            if self.fusion_model is None:
-                ex = self.extractors
-                self.fusion_model = load_fusion_model(self.cfg, ex.describe(), ex.dims)
-            if self.backend is None:
-                self.backend = build_backend(self.fusion_model, self.cfg)
             self.vad = SileroVAD() if self.cfg.vad else None
         except BaseException:
-            if self._owns_extractors:  # a bad checkpoint must not leave native models for exit to trip on
+            if loaded.owns_extractors:
                 self.extractors.close()
                 self.extractors, self._owns_extractors = None, False
             raise

@@ -16,7 +16,8 @@ from typing import Any
 
 from engine.backends import BatchingBackend, FusionBackend
 from engine.config import EngineConfig
-from engine.engine import Engine, load_extractors
+from engine.engine import Engine
+from engine.loading import load_models
 from engine.sources.base import Source
 from engine.stages.fusion import FusionModel, build_backend, load_fusion_model
 
@@ -38,16 +39,16 @@ class SharedModels:
         """Blocking: every model, warmed up. ``max_batch``: batch fusion across engines (a server), with
         ``BatchingBackend``; a fusion call that takes longer than ``timeout_s`` then fails its windows
         (``BackendTimeout``) and makes ``health()`` report the backend stuck."""
-        ex = load_extractors(cfg)
-        try:
-            fm = load_fusion_model(cfg, ex.describe(), ex.dims)
-            backend = build_backend(fm, cfg)
-            if max_batch is not None:
+        loaded = load_models(cfg)
+        backend = loaded.backend
+        if max_batch is not None:
+            try:
                 backend = BatchingBackend(backend, max_batch, max_wait_ms, timeout_s)
-            return cls(ex, fm, backend)
-        except BaseException:
-            ex.close()
-            raise
+            except BaseException:
+                backend.close()
+                loaded.extractors.close()
+                raise
+        return cls(loaded.extractors, loaded.fusion, backend)
 
     def with_fusion(self, cfg: EngineConfig) -> SharedModels:
         """The same extractors with the fusion model and backend of ``cfg`` (e.g. a second model scored on

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config_io import from_dict, to_dict
@@ -87,16 +87,23 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict[str, A
     return file_sha256(path)
 
 
+class CheckpointFileError(ValueError):
+    """A checkpoint file that cannot be read: not safetensors, truncated, or not written by this project."""
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint not found: {path}. Train one with `python -m training.train --config ...` "
             "or pass the path of an existing .safetensors checkpoint.")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointFileError(f"{path} is not a readable .safetensors checkpoint ({e})") from None
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} file (metadata format={meta.get('format')!r})")
+        raise CheckpointFileError(f"{path} is not a {FORMAT} file (metadata format={meta.get('format')!r})")
     return {"model_type": meta["model_type"], "version": meta.get("version"),
             "config": json.loads(meta["config"]), "extra": json.loads(meta.get("extra", "{}"))}
 
@@ -111,9 +118,12 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     cfg = from_dict(cfg_cls, meta["config"])
     model = model_cls(cfg)
     state = {}
-    with safe_open(str(path), framework="pt", device=map_location) as f:
-        for k in f.keys():  # noqa: SIM118 - safe_open has no items()
-            state[k] = f.get_tensor(k)
+    try:
+        with safe_open(str(path), framework="pt", device=map_location) as f:
+            for k in f.keys():  # noqa: SIM118 - safe_open has no items()
+                state[k] = f.get_tensor(k)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointFileError(f"{path}: its tensors cannot be read ({e})") from None
     model.load_state_dict(state, strict=True)
     model.eval()
     return Checkpoint(model=model, config=cfg, model_type=meta["model_type"], extra=meta["extra"],

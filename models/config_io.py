@@ -115,6 +115,47 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+EXTENDS = "extends"
+
+
+def merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: a mapping in both is merged key by key (recursively); anything else in
+    ``child`` replaces the base's value."""
+    out = dict(base)
+    for k, v in child.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A YAML file whose top level may say ``extends: other.yaml`` (relative to the file's folder): the
+    other file's values, with this file's merged over them (``merge``). Chains are followed; a cycle is
+    a ValueError."""
+    chain: list[Path] = []
+    p = Path(path)
+    layers: list[dict[str, Any]] = []
+    while True:
+        resolved = p.resolve()
+        if resolved in chain:
+            circle = " -> ".join(c.name for c in [*chain, resolved])
+            raise ValueError(f"{path}: '{EXTENDS}' goes round in a circle: {circle}")
+        chain.append(resolved)
+        data = load_yaml(p)
+        base = data.pop(EXTENDS, None)
+        layers.append(data)
+        if base is None:
+            break
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"{p}: '{EXTENDS}' must name a YAML file, got {base!r}")
+        p = p.parent / base
+        if not p.is_file():
+            raise FileNotFoundError(f"{chain[-1]}: '{EXTENDS}: {base}' names no file ({p})")
+    out: dict[str, Any] = {}
+    for layer in reversed(layers):
+        out = merge(out, layer)
+    return out
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
     """Load ``cls`` from a YAML file (or defaults when path is None) plus dotted overrides."""
     data = load_yaml(path) if path is not None else {}

@@ -89,3 +89,19 @@ def trained_checkpoint(chain_store: Path, tmp_path_factory: pytest.TempPathFacto
 def trained_cider_checkpoint(chain_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same store -> train the CIDer recipe (MSSD) through the same trainer -> best.safetensors."""
     return _train(chain_store, CIDER_TRAIN_CONFIG, CIDER_TINY, tmp_path_factory.mktemp("cider_run"))
+
+
+@pytest.fixture(scope="session")
+def shipped_trt_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped model's fp32 graph as the TensorRT backend exports it (torch.export), once per session:
+    the graph its fp16 and int8 graphs are converted from."""
+    from engine.backends.onnxruntime_backend import cached_graph
+    from engine.backends.tensorrt_backend import DYNAMO
+    from engine.config import build_engine_config
+    from engine.loading import extractor_profile
+    from engine.stages.fusion import load_fusion_model
+
+    cfg = build_engine_config()
+    ex = extractor_profile(cfg)
+    fm = load_fusion_model(cfg, ex.describe(), ex.dims)
+    return cached_graph(fm.model, fm.cache_key, tmp_path_factory.mktemp("trt_graph"), exporter=DYNAMO)

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,13 +36,13 @@ import yaml
 from torch.utils.data import DataLoader
 
 from models.checkpoint import save_checkpoint
-from models.config_io import apply_overrides, from_dict, load_yaml, to_dict
+from models.config_io import apply_overrides, from_dict, load_recipe, to_dict
 from models.modalities import MODALITIES
 
 from .adapters import ModelAdapter
 from .conditions import ConditionSampler
 from .config import DataConfig, TrainConfig
-from .data.dataset import DataSplits, FeatureDataset, Normalizer, batch_to, collate
+from .data.dataset import DataSplits, FeatureDataset, Normalizer, NoTrainingData, batch_to, collate
 from .distributed import DistInfo, init_distributed
 from .evaluate import ConditionReport, evaluate_conditions
 from .model_setup import build_model, checkpoint_extra, extractor_profile_of, logprob_tail, validate
@@ -508,7 +509,7 @@ def _save_state(
 def load_train_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), root: str | None = None
 ) -> TrainConfig:
-    data = load_yaml(path) if path else {}
+    data = load_recipe(path) if path else {}  # a recipe may extend another (models.config_io.load_recipe)
     if root is not None:
         data = apply_overrides(data, [f"data.root={root}"])
     data = apply_overrides(data, list(overrides))
@@ -531,8 +532,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last_state.pt")
     ap.add_argument("--device", default=None)
     args = ap.parse_args(argv)
-    cfg = load_train_config(args.config, args.overrides, args.root)
-    result = train(cfg, args.out, resume=args.resume, device=args.device)
+    try:
+        cfg = load_train_config(args.config, args.overrides, args.root)
+    except (ValueError, FileNotFoundError) as e:  # a bad recipe or override: before any work
+        print(f"python -m training.train: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = train(cfg, args.out, resume=args.resume, device=args.device)
+    except NoTrainingData as e:
+        print(f"python -m training.train: error: {e}", file=sys.stderr)
+        return 2
     if init_distributed().is_main:
         print(
             json.dumps(

@@ -27,25 +27,28 @@ def default_cache_dir() -> Path:
     return Path(base) / "cmarr-engine" / "onnx"
 
 
-def graph_name(model_id: str, version: str) -> str:
+def graph_name(model_id: str, version: str, exporter: str = "auto") -> str:
     """The cache file name of the fp32 graph of ``model_id`` exported by code of ``version``."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id)
-    return f"{safe}-export{version}.onnx"
+    return f"{safe}-export{version}{'' if exporter == 'auto' else '-' + exporter}.onnx"
 
 
-def cached_graph(model: torch.nn.Module, model_id: str, cache_dir: str | Path | None = None) -> Path:
+def cached_graph(
+    model: torch.nn.Module, model_id: str, cache_dir: str | Path | None = None, exporter: str = "auto"
+) -> Path:
     """Path of the exported graph of ``model_id``, exported on first use (written atomically). Keyed by
-    the model id and the export code's version (``export_version``): an edit to the export or the
-    model code exports again instead of reusing a stale graph."""
+    the model id, the export code's version (``export_version``) and the exporter
+    (``models.export.EXPORTERS``): an edit to the export or the model code exports again instead of
+    reusing a stale graph."""
     from models import export
 
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = folder / graph_name(model_id, export_version(model))
+    path = folder / graph_name(model_id, export_version(model), exporter)
     if path.is_file() and path.stat().st_size > 0:
         return path
-    logging.getLogger("engine").warning("exporting the fusion graph for onnxruntime into %s (once per model; "
-                                        "this takes a while on a small CPU)", folder)
-    return atomic_write(path, lambda tmp: export.export_onnx(model, tmp))
+    logging.getLogger("engine").info("exporting the fusion graph for onnxruntime into %s (once per model)",
+                                     folder)
+    return atomic_write(path, lambda tmp: export.export_onnx(model, tmp, exporter=exporter))
 
 
 class OnnxRuntimeBackend(FusionBackend):

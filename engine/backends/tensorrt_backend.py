@@ -38,6 +38,8 @@ from .cache import atomic_write_bytes, code_digest, file_digest, text_digest
 from .graphs import PRECISIONS, precision_graph
 from .onnxruntime_backend import cached_graph
 
+DYNAMO = "dynamo"  # the exporter of the graphs TensorRT builds from (models.export.EXPORTERS)
+
 
 def _import_tensorrt():  # noqa: ANN202
     try:
@@ -190,7 +192,8 @@ class TensorRTBackend(FusionBackend):
         if onnx_path is None:
             if model is None:
                 raise ValueError("tensorrt backend needs a model to export or an onnx_path")
-            onnx_path = cached_graph(model, model_id)
+            # torch.export's graph: the fp16 converter mistypes parts of the TorchScript trace
+            onnx_path = cached_graph(model, model_id, exporter=DYNAMO)
         if precision == "int8" and not calibration_npz:
             raise ValueError(
                 "int8 needs calibration_npz: a .npz of real fusion inputs (python -m engine.calibrate)"

@@ -56,8 +56,9 @@ def _weights_hash(model: torch.nn.Module) -> str:
 
 
 def check_checkpoint(cfg: EngineConfig) -> Path | None:
-    """The checkpoint file ``cfg`` names (None: untrained), or FileNotFoundError saying how to get one.
-    Cheap: command-line tools call it before loading any model."""
+    """The checkpoint file ``cfg`` names (None: untrained), or FileNotFoundError saying how to get one,
+    or CheckpointFileError (a ValueError) for a file that is not a readable checkpoint. Cheap (the
+    header is read): command-line tools call it before loading any model."""
     if not cfg.checkpoint:
         return None
     path = resolve_path(cfg.checkpoint)
@@ -67,6 +68,9 @@ def check_checkpoint(cfg: EngineConfig) -> Path | None:
             "it with `make train-offline`); pass --checkpoint PATH for another trained model, or "
             "--checkpoint none for an untrained one."
         )
+    from models.checkpoint import read_metadata
+
+    read_metadata(path)  # the header only: an unreadable file (CheckpointFileError) fails here too
     return path
 
 

@@ -30,12 +30,13 @@ from tests.engine.media import ANG, CREMAD
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    """The shipped model's fp32 graph, and fusion windows recorded through the engine."""
+def recorded(tmp_path_factory, shipped_trt_graph):
+    """The shipped model's fp32 graph as TensorRT builds from it, and fusion windows recorded through
+    the engine."""
     out = tmp_path_factory.mktemp("calibration")
     cfg = build_engine_config()
     models = SharedModels.load(cfg)
-    onnx_path = models.backend.onnx_path
+    onnx_path = shipped_trt_graph
     try:
         calib = record_windows(models, cfg, sorted(CREMAD.glob("1001_*.flv")))
         held_out = record_windows(models, cfg, sorted((CREMAD / "audio-1002").glob("*.mp3")))

@@ -193,7 +193,7 @@ def test_export_code_change_exports_again(shipped: Any, ort: Any, monkeypatch: p
     cache_dir = ort.onnx_path.parent
     exported: list[Path] = []
 
-    def fake_export(model: object, path: Path) -> Path:
+    def fake_export(model: object, path: Path, **kw: object) -> Path:
         exported.append(Path(path))
         Path(path).write_bytes(ort.onnx_path.read_bytes())
         return Path(path)
@@ -266,17 +266,19 @@ def test_build_version_hashes_the_build_code_only() -> None:
     assert trtb.build_version() == cachemod.code_digest(trtb.TensorRTBackend._build, trtb.network_flags)
 
 
-def test_fp16_graph_is_converted_once(ort: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fp16_graph_is_converted_once(
+    shipped_trt_graph: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from onnxconverter_common import float16
 
-    first = fp16_graph(ort.onnx_path, tmp_path)
-    assert first.name == converted_name(ort.onnx_path, "fp16") and first.stat().st_size > 0
+    first = fp16_graph(shipped_trt_graph, tmp_path)
+    assert first.name == converted_name(shipped_trt_graph, "fp16") and first.stat().st_size > 0
 
     def no_convert(*a: object, **k: object) -> None:
         raise AssertionError("converted again although the fp16 graph is cached")
 
     monkeypatch.setattr(float16, "convert_float_to_float16", no_convert)
-    assert fp16_graph(ort.onnx_path, tmp_path) == first
+    assert fp16_graph(shipped_trt_graph, tmp_path) == first
     assert [p.name for p in tmp_path.iterdir()] == [first.name]
 
 
@@ -288,7 +290,7 @@ def test_interrupted_export_leaves_no_partial_graph(
 ) -> None:
     data = ort.onnx_path.read_bytes()
 
-    def export_then_fail(model: object, path: Path) -> None:
+    def export_then_fail(model: object, path: Path, **kw: object) -> None:
         Path(path).write_bytes(data[: len(data) // 2])
         raise OSError("No space left on device")
 
@@ -299,7 +301,7 @@ def test_interrupted_export_leaves_no_partial_graph(
 
 
 def test_interrupted_fp16_conversion_leaves_no_partial_graph(
-    ort: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shipped_trt_graph: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import onnx
 
@@ -309,7 +311,7 @@ def test_interrupted_fp16_conversion_leaves_no_partial_graph(
 
     monkeypatch.setattr(onnx, "save", save_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        fp16_graph(ort.onnx_path, tmp_path)
+        fp16_graph(shipped_trt_graph, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 

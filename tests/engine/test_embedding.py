@@ -126,7 +126,7 @@ def test_run_live_cli(
     assert Path(demo.video).name == "1001_DFA_ANG_XX.flv" and demo.jsonl.endswith("demo_events.jsonl")
 
     # the engine closes extractors it loaded itself; these are shared with other tests
-    monkeypatch.setattr("engine.engine.load_extractors", lambda cfg: Proxy(extractors, close=lambda: None))
+    monkeypatch.setattr("engine.loading.load_extractors", lambda cfg: Proxy(extractors, close=lambda: None))
     out = tmp_path / "ev.jsonl"
     rc = run_live.main(
         [

@@ -90,3 +90,74 @@ def test_verify_fails_above_tolerance(exported):
     report = verify_onnx(model, path, tolerance=0.0, lengths=(3,), batches=(2,))
     # onnxruntime and torch differ by float round-off, so a zero tolerance must report failure.
     assert report["max_abs_diff"] > 0.0 and not report["passed"]
+
+
+class _Branching(torch.nn.Module):
+    """A fusion model that branches on availability with torch.cond: the tracer cannot take it (or
+    bakes the example's branch), torch.export keeps both branches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = CMARRConfig(**TINY)
+        self.text_head = torch.nn.Linear(10, 4)
+        self.audio_head = torch.nn.Linear(12, 4)
+
+    def forward(self, text, text_mask, audio, audio_mask, video, video_mask, avail):  # noqa: ANN001
+        pooled_t, pooled_a = text.mean(1), audio.mean(1)
+        logits = torch.cond(
+            avail[:, 0].min() > 0,
+            lambda t, a: self.text_head(t),
+            lambda t, a: self.audio_head(a),
+            (pooled_t, pooled_a),
+        )
+
+        class Out:
+            pass
+
+        out = Out()
+        out.logits = logits + video.mean((1, 2))[:, None] * 0
+        out.representation = pooled_t
+        return out
+
+
+def test_auto_export_traces_a_fusion_model_and_checks_the_trace(tmp_path, caplog):
+    torch.manual_seed(2)
+    model = CMARR(CMARRConfig(**TINY)).eval()
+    with caplog.at_level("INFO", logger="models.export"):
+        path = export_onnx(model, tmp_path / "auto.onnx")
+    assert "exported by torchscript" in caplog.text and "differs" not in caplog.text
+    from models.export import trace_checks_out
+
+    assert trace_checks_out(model, path) < 1e-4
+    assert verify_onnx(model, path, lengths=(1, 40), batches=(3,))["passed"]
+
+
+def test_auto_export_falls_back_to_torch_export_when_the_tracer_cannot_take_the_model(tmp_path, caplog):
+    model = _Branching().eval()
+    with pytest.raises(RuntimeError):
+        export_onnx(model, tmp_path / "traced.onnx", exporter="torchscript")
+    with caplog.at_level("INFO", logger="models.export"):
+        path = export_onnx(model, tmp_path / "auto.onnx")
+    assert "the tracer failed" in caplog.text and "exported by dynamo" in caplog.text
+    from models.export import trace_checks_out
+
+    assert trace_checks_out(model, path) < 1e-4  # both branches: text present and text missing
+    with pytest.raises(ValueError, match="exporter must be one of"):
+        export_onnx(model, tmp_path / "x.onnx", exporter="jit")
+
+
+class _PythonBranch(_Branching):
+    """The same branch written as a Python ``if`` on a tensor's value: no exporter can keep both."""
+
+    def forward(self, text, text_mask, audio, audio_mask, video, video_mask, avail):  # noqa: ANN001
+        out = super().forward(text, text_mask, audio, audio_mask, video, video_mask, avail)
+        if bool(avail[:, 0].min() > 0):
+            out.logits = out.logits + 1.0
+        return out
+
+
+def test_auto_export_refuses_a_model_no_exporter_captures(tmp_path, caplog):
+    model = _PythonBranch().eval()
+    with caplog.at_level("INFO", logger="models.export"), pytest.raises(ValueError, match="torch.cond"):
+        export_onnx(model, tmp_path / "auto.onnx")
+    assert not (tmp_path / "auto.onnx").exists()

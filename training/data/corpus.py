@@ -281,6 +281,7 @@ def list_files(root: Path) -> list[Utterance]:
                 audio_path=audio,
                 video_path=video,
                 transcript=transcripts.get(stem),
+                corpus="files",
             )
         )
     return out

@@ -25,6 +25,10 @@ from torch.utils.data import Dataset
 from models.modalities import MODALITIES
 
 
+class NoTrainingData(ValueError):
+    """A data source that yields nothing to train on; the message says which filter dropped what."""
+
+
 @dataclass
 class Sample:
     """One utterance. Features are held in memory (``features``/``valid``) or read on demand by

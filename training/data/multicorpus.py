@@ -20,7 +20,7 @@ the same label, re-drawn every epoch.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from models.labels import normalise_label
 from models.modalities import MODALITIES
 
 from ..config import DataConfig
-from .dataset import DataSplits, Sample
+from .dataset import DataSplits, NoTrainingData, Sample
 from .store_dataset import _load_from_store
 
 OFFICIAL_SPLITS = {"train": "train", "val": "val", "dev": "val", "test": "test"}
@@ -90,6 +90,30 @@ def drawing_weights(samples: list[Sample], data: DataConfig, num_classes: int) -
     return out
 
 
+def no_utterance_message(
+    root: str, data: DataConfig, off_recipe: Counter[str], off_classes: Counter[str]
+) -> str:
+    """Why a store gave nothing to train on: how many utterances each filter dropped, and of what."""
+
+    def listed(c: Counter[str]) -> str:
+        return ", ".join(f"{k}: {n}" for k, n in sorted(c.items()))
+
+    parts = []
+    if off_recipe:
+        parts.append(
+            f"{sum(off_recipe.values())} dropped by data.corpora, which lists {sorted(data.corpora)} "
+            f"(the store's: {listed(off_recipe)}); add the corpus there (your own clips: "
+            "configs/train/cmarr_own_data.yaml)"
+        )
+    if off_classes:
+        parts.append(
+            f"{sum(off_classes.values())} dropped because their label is not one of {list(data.classes)} "
+            f"({listed(off_classes)}); map labels with data.label_map"
+        )
+    why = "; ".join(parts) if parts else "the store is empty"
+    return f"feature store {root} holds no utterance to train on: {why}"
+
+
 def multicorpus_splits(data: DataConfig) -> DataSplits:
     from training.feature_store import FeatureStore
 
@@ -101,18 +125,22 @@ def multicorpus_splits(data: DataConfig) -> DataSplits:
     label_map = {normalise_label(k): normalise_label(v) for k, v in data.label_map.items()}
     metas: dict[str, dict[str, Any]] = {}
     labels: dict[str, int] = {}
+    off_recipe: Counter[str] = Counter()  # corpus -> utterances data.corpora leaves out
+    off_classes: Counter[str] = Counter()  # label -> utterances whose label is not a class
     for uid in store.ids():
         meta = store.meta(uid)
         corpus = str(meta.get("corpus") or "")
         if data.corpora and corpus not in data.corpora and corpus not in data.eval_only:
+            off_recipe[corpus or "(unnamed)"] += 1
             continue
         lab = normalise_label(meta.get("label"))
         lab = label_map.get(lab, lab)
         if lab not in index:
+            off_classes[str(lab)] += 1
             continue
         metas[uid], labels[uid] = meta, index[lab]
     if not metas:
-        raise ValueError(f"feature store {data.root} holds no utterance labelled with one of {data.classes}")
+        raise NoTrainingData(no_utterance_message(str(data.root), data, off_recipe, off_classes))
     where = assign_splits(metas, data)
     parts: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
     for uid, split in where.items():

@@ -17,7 +17,7 @@ import numpy as np
 from models.modalities import MODALITIES
 
 from .corpus import normalise_label
-from .dataset import DataSplits, Sample
+from .dataset import DataSplits, NoTrainingData, Sample
 from .splits import grouped_split, stratified_split
 
 
@@ -84,7 +84,17 @@ def store_splits(
     (``val_by`` "random" = stratified utterances, "speaker" or "group" = whole speakers / groups)."""
     samples, dims, manifest = store_samples(root, class_names, mask_invalid)
     if not samples:
-        raise ValueError(f"feature store {root} holds no utterance labelled with one of {class_names}")
+        from collections import Counter
+
+        from training.feature_store import FeatureStore
+
+        store = FeatureStore(root)
+        found = Counter(str(normalise_label(store.meta(u).get("label"))) for u in store.ids())
+        listed = ", ".join(f"{k}: {n}" for k, n in sorted(found.items())) or "none: the store is empty"
+        raise NoTrainingData(
+            f"feature store {root} holds no utterance to train on: {sum(found.values())} dropped because "
+            f"their label is not one of {list(class_names)} ({listed})"
+        )
     groups = sorted({s.group for s in samples})
     if test_group is None:
         test, rest = [], samples
