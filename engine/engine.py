@@ -113,7 +113,7 @@ class Engine:
         """Blocking: models and backend (worker thread)."""
         loaded = load_models(self.cfg, self.extractors, self.fusion_model, self.backend)
         self.extractors, self.fusion_model, self.backend = loaded.extractors, loaded.fusion, loaded.backend
-        self._owns_extractors = self._owns_extractors or loaded.owns_extractors
+        self._owns_extractors = loaded.owns_extractors
         try:
             self.vad = SileroVAD() if self.cfg.vad else None
         except BaseException:

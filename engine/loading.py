@@ -35,6 +35,13 @@ def load_extractors(cfg: EngineConfig) -> Any:
     return ex
 
 
+def load_fusion(cfg: EngineConfig, extractors: Any | None = None) -> FusionModel:
+    """The fusion model of ``cfg``, checked against the extractors' description (``extractors``, else
+    the profile's: no weights need to load for it)."""
+    ex = extractors if extractors is not None else extractor_profile(cfg)
+    return load_fusion_model(cfg, ex.describe(), ex.dims)
+
+
 @dataclass
 class LoadedModels:
     extractors: Any
@@ -52,8 +59,7 @@ def load_models(
     """Blocking: whatever of the three is not handed in, loaded for ``cfg``, the fusion model first (a
     bad checkpoint fails before any other model loads). On failure nothing loaded here is left open."""
     if fusion is None:
-        ex = extractors if extractors is not None else extractor_profile(cfg)  # describe(), dims: no weights
-        fusion = load_fusion_model(cfg, ex.describe(), ex.dims)
+        fusion = load_fusion(cfg, extractors)
     owns = extractors is None
     if owns:
         extractors = load_extractors(cfg)

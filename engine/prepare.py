@@ -34,15 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     args = parse_args(argv)
     from engine.backends import BackendError, preflight
-    from engine.loading import extractor_profile
-    from engine.stages.fusion import build_backend, load_fusion_model
+    from engine.loading import build_backend, load_fusion
 
     t0 = time.perf_counter()
     try:
         cfg = build_engine_config(args.config, args.set, checkpoint=args.checkpoint, model=args.model)
         preflight(cfg.backend.name, cfg.backend.device)
-        ex = extractor_profile(cfg)  # the description the checkpoint is checked against; no weights load
-        fusion = load_fusion_model(cfg, ex.describe(), ex.dims)
+        fusion = load_fusion(cfg)  # checked against the extractor profile; no extractor loads
         backend = build_backend(fusion, cfg)
     except (ValueError, FileNotFoundError, BackendError) as e:
         print(f"python -m engine.prepare: error: {e}", file=sys.stderr)

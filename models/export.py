@@ -104,29 +104,20 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, exporter: s
     t0 = time.perf_counter()
     try:
         _export_torchscript(model, path, opset)
-        why = ""
+        why = "" if exporter == "torchscript" else _differs("the traced graph", trace_checks_out(model, path))
     except Exception as e:  # noqa: BLE001 - any tracer failure (or a torch without it) falls back
         if exporter == "torchscript":
             raise
-        why = f"the tracer failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-    if exporter == "torchscript":
+        why = f"the tracer failed ({_first_line(e)})"
+    if not why:
         log.info("exported by torchscript in %.1f s: %s", time.perf_counter() - t0, path)
         return path
-    if not why:
-        worst = trace_checks_out(model, path)
-        if worst <= DEFAULT_TOLERANCE:
-            log.info("exported by torchscript in %.1f s: %s", time.perf_counter() - t0, path)
-            return path
-        why = f"the traced graph differs from torch by {worst:.3g}"
     log.warning("%s; exporting through torch.export (slower)", why)
     try:
         _export_dynamo(model, path, opset)
-        worst = trace_checks_out(model, path)
-        failed = f"torch.export's graph differs from torch by {worst:.3g}"
-        if worst <= DEFAULT_TOLERANCE:
-            failed = ""
+        failed = _differs("torch.export's graph", trace_checks_out(model, path))
     except Exception as e:  # noqa: BLE001 - reported with the tracer's reason below
-        failed = f"torch.export failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        failed = f"torch.export failed ({_first_line(e)})"
     if failed:
         path.unlink(missing_ok=True)
         raise ValueError(
@@ -134,6 +125,24 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, exporter: s
             "(a Python branch on a tensor's value? write it with torch.where or torch.cond)"
         )
     return path
+
+
+def _differs(what: str, worst: float) -> str:
+    return f"{what} differs from torch by {worst:.3g}" if worst > DEFAULT_TOLERANCE else ""
+
+
+def _first_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _output_diffs(graph: nn.Module, sess: Any, args: tuple[torch.Tensor, ...]) -> dict[str, float]:
+    """Output name -> max |onnxruntime - torch| on ``args`` (inputs the graph does not read are not fed)."""
+    used = {i.name for i in sess.get_inputs()}
+    with torch.no_grad():
+        ref = graph(*args)
+    got = sess.run(None, {k: v.numpy() for k, v in zip(INPUT_NAMES, args, strict=True) if k in used})
+    names = [o.name for o in sess.get_outputs()]
+    return {nm: float(np.max(np.abs(g - r.numpy()))) for nm, g, r in zip(names, got, ref, strict=True)}
 
 
 def trace_checks_out(model: nn.Module, path: str | Path) -> float:
@@ -154,16 +163,12 @@ def trace_checks_out(model: nn.Module, path: str | Path) -> float:
     for seed, (lt, la, lv) in enumerate(((1, 61, 23), (61, 1, 61)), start=len(masks)):
         cases.append(example_inputs(dims, batch=len(masks), lengths={"text": lt, "audio": la, "video": lv},
                                     avail=torch.tensor(masks, dtype=torch.float32), seed=seed))
-    used = {i.name for i in sess.get_inputs()}  # an input the graph does not read is not in it
     worst = 0.0
     for args in cases:
-        with torch.no_grad():
-            ref = graph(*args)
         try:
-            got = sess.run(None, {k: v.numpy() for k, v in zip(INPUT_NAMES, args, strict=True) if k in used})
+            worst = max(worst, *_output_diffs(graph, sess, args).values())
         except Exception:  # noqa: BLE001 - a shape baked into the graph: it cannot even run these inputs
             return float("inf")
-        worst = max(worst, *(float(np.max(np.abs(g - r.numpy()))) for g, r in zip(got, ref, strict=True)))
     return worst
 
 
@@ -213,7 +218,6 @@ def verify_onnx(model: nn.Module, path: str | Path, tolerance: float = DEFAULT_T
     model = model.eval()
     graph = FusionGraph(model).eval()
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
     dims = _dims(model)
     cases = []
     worst = 0.0
@@ -221,11 +225,7 @@ def verify_onnx(model: nn.Module, path: str | Path, tolerance: float = DEFAULT_T
     for (cond, mask), b, shift in itertools.product(CONDITIONS.items(), batches, range(n)):
         lens = {m: lengths[(i + shift) % n] for i, m in enumerate(("text", "audio", "video"))}
         args = example_inputs(dims, batch=b, lengths=lens, avail=mask, seed=shift * 7 + b)
-        with torch.no_grad():
-            ref = graph(*args)
-        feed = {k: v.numpy() for k, v in zip(INPUT_NAMES, args, strict=True)}
-        got = sess.run(names, feed)
-        diffs = {nm: float(np.max(np.abs(g - r.numpy()))) for nm, g, r in zip(names, got, ref, strict=True)}
+        diffs = _output_diffs(graph, sess, args)
         md = max(diffs.values())
         worst = max(worst, md)
         cases.append({"condition": cond, "batch": b, "lengths": lens, "max_abs_diff": md, "per_output": diffs})

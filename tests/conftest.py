@@ -98,10 +98,8 @@ def shipped_trt_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.backends.onnxruntime_backend import cached_graph
     from engine.backends.tensorrt_backend import DYNAMO
     from engine.config import build_engine_config
-    from engine.loading import extractor_profile
-    from engine.stages.fusion import load_fusion_model
+    from engine.loading import load_fusion
 
     cfg = build_engine_config()
-    ex = extractor_profile(cfg)
-    fm = load_fusion_model(cfg, ex.describe(), ex.dims)
+    fm = load_fusion(cfg)
     return cached_graph(fm.model, fm.cache_key, tmp_path_factory.mktemp("trt_graph"), exporter=DYNAMO)

@@ -31,8 +31,7 @@ def test_prepare_exports_the_shipped_model_once(tmp_path: Path, capsys: pytest.C
 
     # the engine's own loading finds the same graph: nothing is exported again
     cfg = build_engine_config(None, [f"backend.cache_dir={cache}"])
-    ex = loading.extractor_profile(cfg)
-    backend = loading.build_backend(loading.load_fusion_model(cfg, ex.describe(), ex.dims), cfg)
+    backend = loading.build_backend(loading.load_fusion(cfg), cfg)
     try:
         assert backend.describe()["onnx"] == graph.name and graph.stat().st_mtime_ns == stamp
     finally:
