@@ -1,6 +1,7 @@
 """Speech features for emotion on unseen speakers: log-mel vs Whisper encoder states, measured the same way.
 
-    python benchmarks/speech_features.py --root ../shared/data/ravdess-speech [--folds 5] [--json OUT]
+    python benchmarks/speech_features.py --root ../shared/data/ravdess-speech [--folds 5] [--json OUT] \
+        [--margins 0.5,1,2]
 
 For every RAVDESS clip of the four classes (ang, hap, neu, sad), both extractors of the offline profile
 run on the same 16 kHz audio; each clip becomes the mean and standard deviation of its frames; a
@@ -8,6 +9,10 @@ class-balanced logistic regression (standardised inputs) is trained on the actor
 tested on the held-out actors (actor i is in fold i % k), for each regularisation strength C. Prints
 JSON: UAR/WAR per feature and C, the best of each, their ratio, and the extraction cost per second of
 audio. Speaker-independent by construction: no actor is on both sides of a fold.
+
+``--margins`` adds the Whisper states at each encoder context (the audio plus that many seconds of
+padding, ``speech.whisper.context_margin_s``) next to the 30 s padded ones, with their UAR relative to
+the padded states: what a short context does to the speech features.
 """
 
 from __future__ import annotations
@@ -31,20 +36,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--limit", type=int, default=0, help="first N clips only (a quick look)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--margins", default="", help="comma-separated encoder context margins (s) to add")
     args = ap.parse_args(argv)
+    try:
+        margins = [float(m) for m in args.margins.split(",") if m.strip()]
+    except ValueError:
+        ap.error(f"--margins must be comma-separated seconds, got {args.margins!r}")
 
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import recall_score
 
     from models.encoders.audio import load_audio
     from models.encoders.speech import LogMelExtractor
-    from models.encoders.whisper_states import WhisperStatesExtractor
+    from models.encoders.whisper_states import WhisperStatesConfig, WhisperStatesExtractor
     from training.data.corpus import list_corpus
 
     utts = [u for u in list_corpus("ravdess", args.root) if u.label in CLASSES]
     if args.limit:
         utts = utts[: args.limit]
     extractors = {"logmel": LogMelExtractor(), "whisper": WhisperStatesExtractor()}
+    for m in margins:
+        extractors[f"whisper_margin_{m:g}s"] = WhisperStatesExtractor(WhisperStatesConfig(context_margin_s=m))
     pooled: dict[str, list[np.ndarray]] = {k: [] for k in extractors}
     cost = dict.fromkeys(extractors, 0.0)
     seconds = 0.0
@@ -84,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         "per_feature": results,
         "best": best,
         "uar_ratio_whisper_over_logmel": best["whisper"]["uar"] / best["logmel"]["uar"],
+        "uar_ratio_over_padded_whisper": {
+            n: best[n]["uar"] / best["whisper"]["uar"] for n in best if n.startswith("whisper_margin")
+        },
         "cpu_seconds_per_audio_second": {n: c / seconds for n, c in cost.items()},
     }
     text = json.dumps(out, indent=1)

@@ -67,6 +67,7 @@ class Engine:
         extractors: Any | None = None,
         fusion: FusionModel | None = None,
         backend: Any | None = None,
+        recogniser: Any | None = None,
         keep_events: bool = True,
         announce_untrained: bool = True,
         video: str | Path | None = None,
@@ -75,7 +76,9 @@ class Engine:
     ) -> None:
         """``sources``: what to read. Shortcuts: ``video``/``audio`` paths replay files (``fast``: as fast as
         possible); with neither and no sources, the engine takes pushed media (``push_audio``/``push_frame``).
-        ``extractors``/``fusion``/``backend``: already loaded models to share between engines."""
+        ``extractors``/``fusion``/``backend``: already loaded models to share between engines;
+        ``recogniser``: the Whisper decoder to use instead of ``extractors.asr`` (a server's
+        ``BatchingRecogniser``, shared by its streams)."""
         self.cfg = config or EngineConfig()
         if sources is None and (video or audio):
             sources = []
@@ -89,6 +92,7 @@ class Engine:
         self.extractors = extractors
         self.fusion_model = fusion
         self.backend = backend
+        self.recogniser = recogniser
         self.keep_events = keep_events
         self.announce_untrained = announce_untrained
         self._owns_extractors = False
@@ -151,7 +155,10 @@ class Engine:
         profile = getattr(ex, "profile", None)
         self.media = MediaState(self._providers, float(profile.face.fps) if profile is not None else 30.0)
         self.asr = StreamingASR(
-            ex.asr if cfg.asr.enabled else None, cfg.asr, cfg.window.hop_s, cfg.window.window_s
+            (self.recogniser or ex.asr) if cfg.asr.enabled else None,
+            cfg.asr,
+            cfg.window.hop_s,
+            cfg.asr.span(cfg.window.window_s),
         )
         processor = WindowProcessor(
             cfg, ex, self.fusion, self.fusion_model, vad_enabled=self.vad is not None, asr=self.asr

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.backends import BatchingBackend, FusionBackend
+from engine.batched_asr import BatchingRecogniser
 from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.loading import load_models
@@ -27,6 +28,7 @@ class SharedModels:
     extractors: Any
     fusion: FusionModel
     backend: FusionBackend
+    recogniser: BatchingRecogniser | None = None  # a server's: its streams' decoder passes batched
 
     @classmethod
     def load(
@@ -36,25 +38,28 @@ class SharedModels:
         max_wait_ms: float = 2.0,
         timeout_s: float = 30.0,
     ) -> SharedModels:
-        """Blocking: every model, warmed up. ``max_batch``: batch fusion across engines (a server), with
-        ``BatchingBackend``; a fusion call that takes longer than ``timeout_s`` then fails its windows
-        (``BackendTimeout``) and makes ``health()`` report the backend stuck."""
+        """Blocking: every model, warmed up. ``max_batch``: batch across engines (a server): fusion with
+        ``BatchingBackend`` (a fusion call that takes longer than ``timeout_s`` then fails its windows,
+        ``BackendTimeout``, and makes ``health()`` report the backend stuck), and the Whisper decoder
+        with ``BatchingRecogniser``."""
         loaded = load_models(cfg)
-        backend = loaded.backend
+        backend, recogniser = loaded.backend, None
         if max_batch is not None:
             try:
                 backend = BatchingBackend(backend, max_batch, max_wait_ms, timeout_s)
+                if cfg.asr.enabled:
+                    recogniser = BatchingRecogniser(loaded.extractors.asr, max_batch, max_wait_ms, timeout_s)
             except BaseException:
                 backend.close()
                 loaded.extractors.close()
                 raise
-        return cls(loaded.extractors, loaded.fusion, backend)
+        return cls(loaded.extractors, loaded.fusion, backend, recogniser)
 
     def with_fusion(self, cfg: EngineConfig) -> SharedModels:
         """The same extractors with the fusion model and backend of ``cfg`` (e.g. a second model scored on
         the same clips). Close only its backend: the extractors stay this object's."""
         fm = load_fusion_model(cfg, self.extractors.describe(), self.extractors.dims)
-        return SharedModels(self.extractors, fm, build_backend(fm, cfg))
+        return SharedModels(self.extractors, fm, build_backend(fm, cfg), self.recogniser)
 
     def engine(self, cfg: EngineConfig, sources: Sequence[Source], **kw: Any) -> Engine:
         """A fresh engine for one clip or stream on these models."""
@@ -64,6 +69,7 @@ class SharedModels:
             extractors=self.extractors,
             fusion=self.fusion,
             backend=self.backend,
+            recogniser=self.recogniser,
             announce_untrained=False,
             **kw,
         )
@@ -87,5 +93,7 @@ class SharedModels:
         return {"ok": ok, "reason": reason, "stalled_s": stalled}
 
     def close(self) -> None:
+        if self.recogniser is not None:
+            self.recogniser.close()
         self.backend.close()  # a BatchingBackend closes the backend it wraps
         self.extractors.close()

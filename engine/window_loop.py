@@ -93,7 +93,17 @@ class WindowLoop:
             f"ASR lagging: window started {lag:.1f} s after its media" if lag > self.cfg.asr.max_lag_s else ""
         )
         pcm_t = media.audio.first_sample(spec.t_start, spec.t_end)
-        return WindowInputs(spec, pcm, coverage, speech, records, reasons, skip_asr, pcm_t)
+        span = self.cfg.asr.span(self.cfg.window.window_s)
+        asr_audio = None
+        if span > self.cfg.window.window_s:  # the pass hears more than the window
+            a0 = max(0.0, spec.t_end - span)
+            asr_pcm, _ = media.audio.slice(a0, spec.t_end)
+            asr_audio = (
+                asr_pcm,
+                media.audio.first_sample(a0, spec.t_end),
+                media.audio.speech(a0, spec.t_end),
+            )
+        return WindowInputs(spec, pcm, coverage, speech, records, reasons, skip_asr, pcm_t, asr_audio)
 
     def ready_time(self, t_end: float) -> float:
         """When the window ending at ``t_end`` could first be processed (monotonic): the arrival of the
@@ -122,7 +132,9 @@ class WindowLoop:
         await self._emit(ev, t_ready)
         # Bounded memory: drop media that no later window can use.
         # The final window may start one hop earlier than the next regular one.
-        keep_from = self.schedule.next_end() - self.cfg.window.hop_s - self.cfg.window.window_s
+        keep_from = (
+            self.schedule.next_end() - self.cfg.window.hop_s - self.cfg.asr.span(self.cfg.window.window_s)
+        )
         self.media.trim(keep_from, spec.t_end)
         self.processor.trim(keep_from)
         self.media.progress.set()

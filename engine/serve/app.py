@@ -23,6 +23,7 @@ from engine.config import EngineConfig
 from engine.memory import trim_every
 from engine.serve.admission import Admission, Decision, LoadMonitor
 from engine.serve.config import ServeConfig
+from engine.serve.cpu_share import CpuShare
 from engine.serve.metrics import ServeMetrics
 from engine.serve.protocol import (
     CLOSE_GOING_AWAY,
@@ -57,6 +58,7 @@ class Service:
         self.engine_cfg = engine_cfg or cfg.build_engine_config()
         self.models: SharedModels | None = None  # loaded at application startup
         self.metrics = ServeMetrics()
+        self.cpu = CpuShare()
         self.metrics.capacity.set(cfg.max_streams)
         self.monitor = LoadMonitor(cfg.load_window_s)
         self.admission = Admission(cfg.max_streams, cfg.e2e_budget_ms, cfg.max_cpu, self.monitor)

@@ -14,6 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 disable_created_metrics()  # no *_created series: they only add noise to scrapes
 E2E_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0)
+CPU_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0)
 
 
 class ServeMetrics:
@@ -52,6 +53,17 @@ class ServeMetrics:
             "emotion_stream_errors", "Streams ended by an error, by kind", ["kind"], registry=r
         )
         self.disconnects = Counter("emotion_client_disconnects", "Clients that left mid-stream", registry=r)
+        self.cpu_seconds = Counter(
+            "emotion_stream_cpu_seconds",
+            "Process CPU seconds spent while streams were open, split among them (engine/serve/cpu_share.py)",
+            registry=r,
+        )
+        self.cpu_per_media_s = Histogram(
+            "emotion_stream_cpu_seconds_per_media_second",
+            "Each finished stream's CPU seconds per second of its media (cores one such stream needs)",
+            buckets=CPU_BUCKETS,
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -99,6 +99,7 @@ class StreamSession:
             if not decision.admitted:
                 raise Refused(decision)
             self.admitted = True
+            self.svc.cpu.open(id(self))
             self.engine = await self._start_engine(self.start)
             pump = asyncio.create_task(self._pump(self.engine), name="serve:pump")
             fps = self.svc.models.extractors.profile.face.fps  # frames worth sending per second
@@ -144,6 +145,7 @@ class StreamSession:
                 await asyncio.gather(pump, return_exceptions=True)
             self._count_drops()
             if self.admitted:
+                self._count_cpu()
                 self.svc.release()  # before the close: a client that saw it may reconnect at once
             if self._max_timer is not None:
                 self._max_timer.cancel()
@@ -277,6 +279,7 @@ class StreamSession:
             self.last_event = d
             m.events.inc()
             m.e2e.observe(ev.e2e_latency_ms / 1000.0)
+            m.cpu_seconds.inc(self.svc.cpu.sample())
             monitor.observe(ev.e2e_latency_ms)
             self.q.put({"type": "event", "event": d}, droppable=not ev.final)
 
@@ -290,6 +293,15 @@ class StreamSession:
                 return
             if msg["type"] == "event":
                 self.svc.metrics.sent.inc()
+
+    def _count_cpu(self) -> None:
+        m, cpu = self.svc.metrics, self.svc.cpu
+        spent_before = cpu.sample()
+        seconds = cpu.close(id(self))
+        m.cpu_seconds.inc(spent_before)
+        media = float((self.last_event or {}).get("t_end") or 0.0)
+        if media > 0:
+            m.cpu_per_media_s.observe(seconds / media)
 
     def _count_drops(self) -> None:
         m = self.svc.metrics
@@ -310,6 +322,7 @@ class StreamSession:
             "media_s": last.get("t_end"),
             "wall_s": round(time.monotonic() - self.t0, 3),
             "held_s": round(self.intake.held_s, 3) if self.intake else 0.0,
+            "cpu_s": round(self.svc.cpu.seconds(id(self)), 3),
             "dropped_events": self.q.dropped,
             "dropped": last.get("dropped", {}),
             "errors": list(self.engine.errors),

@@ -1,8 +1,10 @@
 """Speech features and the window's recognition pass (blocking, in the window's worker thread).
 
 With the offline profile the speech features are the Whisper encoder states of the same model the
-recogniser runs, so the window is encoded once: the states become the audio features and the encoder
-output goes to the decoder. Otherwise each model runs on its own.
+recogniser runs, so when the recognition span is the window, the window is encoded once: the states
+become the audio features and the encoder output goes to the decoder. A span longer than the window
+(``asr.span_s``) is encoded by the recogniser itself, with the same short context; so is every window
+when the two models differ.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ class SpeechTextStage:
         speech: list[tuple[float, float]] | None,
         skip_asr: str,
         final: bool,
+        span: tuple[np.ndarray, float, list[tuple[float, float]] | None] | None = None,
     ) -> SpeechText:
+        """``span``: the recognition span's (pcm, first sample's media time, VAD) when it is longer than
+        the window; None: recognition decodes the window."""
         lat: dict[str, float] = {}
         feats, encoded, error = None, None, ""
         if audio.usable:
@@ -67,6 +72,11 @@ class SpeechTextStage:
         try:
             if skip_asr:
                 step = self.asr.skip(skip_asr)
+            elif span is not None and audio.usable:
+                a_pcm, a_t, a_speech = span
+                step = self.asr.step(
+                    a_t, t1, a_pcm, speech=a_speech, threshold=self.vad_threshold, final=final
+                )
             else:
                 step = self.asr.step(
                     pcm_t, t1, pcm, speech=speech, threshold=self.vad_threshold, encoded=encoded, final=final

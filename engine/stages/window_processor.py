@@ -33,6 +33,8 @@ class WindowInputs:
     reasons: dict[str, str]  # audio/video: why the source is down, or ""
     skip_asr: str = ""  # live and behind: why this window gets no recognition pass
     pcm_t: float | None = None  # media time of pcm's first sample (default: the window start)
+    # The recognition span when it is longer than the window: (pcm, media time of its first sample, VAD)
+    asr_audio: tuple[np.ndarray, float, list[tuple[float, float]]] | None = None
 
 
 class WindowProcessor:
@@ -99,6 +101,7 @@ class WindowProcessor:
             w.speech if self.vad_enabled else None,
             w.skip_asr,
             spec.final,
+            w.asr_audio if w.asr_audio is None or self.vad_enabled else (*w.asr_audio[:2], None),
         )
         lat.update(st.latency_ms)
         committed, tentative = st.committed, st.tentative

@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from .whisper_decode import DecodeRequest, WindowDecode, Word, decode_windows
+
+__all__ = ["ASRConfig", "ASRResult", "DecodeRequest", "WhisperASR", "WindowDecode", "Word"]
+
 OFFLINE = "offline"
 _COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "float16", "float32", "bfloat16")
 
@@ -61,6 +65,9 @@ class ASRConfig:
     )
     vad_filter: bool = False  # the engine runs its own VAD upstream
     allow_download: bool = False
+    # Encoder context of a window's pass: the audio plus this many seconds of padding (None: padded to
+    # 30 s, as faster-whisper's transcribe pads; see encode_audio).
+    context_margin_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -73,32 +80,12 @@ class ASRConfig:
             raise ValueError(f"asr.beam_size must be >= 1, got {self.beam_size}")
         if self.cpu_threads < 0:
             raise ValueError(f"asr.cpu_threads must be >= 0, got {self.cpu_threads}")
+        check_margin(self.context_margin_s, "asr.context_margin_s")
 
     def resolved_model(self) -> str:
         if self.model == OFFLINE:
             return str(offline_whisper_path())
         return self.model
-
-
-@dataclass(frozen=True)
-class Word:
-    start: float  # seconds from the start of the transcribed audio
-    end: float
-    text: str  # as Whisper emits it, usually with a leading space
-    probability: float
-
-
-@dataclass
-class WindowDecode:
-    """One decoder pass over an encoded window (``WhisperASR.decode``)."""
-
-    words: list[Word]  # the words after the forced prefix; times relative to the window's first sample
-    text: str  # their text
-    avg_logprob: float  # mean token log-probability of the whole generated sequence
-    no_speech_prob: float  # the model's probability of the no-speech token
-    compression_ratio: float  # gzip ratio of the new text: high on repetition loops
-    repeat_cut: bool = False  # a repetition loop was cut off
-    prefix_kept: bool = True  # the decoder kept the forced prefix (False: the output did not start with it)
 
 
 @dataclass
@@ -145,8 +132,9 @@ class WhisperASR:
 
     # -- one window: encode once, decode with a prompt and a forced prefix ----------------------------
     def encode(self, audio_16k: np.ndarray) -> np.ndarray:
-        """Encoder output [1, 1500, D] of up to 30 s of audio, padded to 30 s as Whisper expects."""
-        return encode_30s(self.model, audio_16k)
+        """Encoder output [1, T, D] of up to 30 s of audio: T covers the audio plus
+        ``context_margin_s`` of padding (1500, 30 s, when the margin is None)."""
+        return encode_audio(self.model, audio_16k, self.cfg.context_margin_s)
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -171,58 +159,14 @@ class WhisperASR:
         repeat_limit: int = 3,
     ) -> WindowDecode:
         """Decode an encoded window of ``n_samples`` samples (greedy or ``beam_size``), without timestamp
-        tokens; words are timed by cross-attention alignment (faster-whisper's ``find_alignment``).
+        tokens; words are timed by cross-attention alignment (``whisper_decode.DecodeRequest`` says what
+        each argument does)."""
+        req = DecodeRequest(encoded, n_samples, prompt, prefix, max_new_tokens, repeat_limit)
+        return self.decode_batch([req])[0]
 
-        ``prompt``: text before the window (conditions the decoder). ``prefix``: text already committed
-        inside the window; the decoder is forced to start with it, so only the words after it are new.
-        ``max_new_tokens`` bounds the pass; a loop of any n-gram (n <= 8) repeated ``repeat_limit``
-        times in a row is cut after its first occurrence."""
-        import ctranslate2
-        from faster_whisper.transcribe import get_compression_ratio, merge_punctuations
-
-        tok = self.tokenizer
-        half = self.model.max_length // 2 - 1
-        ids: list[int] = []
-        if prompt and prompt.strip():
-            ids = [tok.sot_prev, *tok.encode(" " + prompt.strip())[-half:]]
-        ids += [*tok.sot_sequence, tok.no_timestamps]
-        pre = tok.encode(" " + prefix.strip())[-half:] if prefix and prefix.strip() else []
-        enc = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded, np.float32))
-        res = self.model.model.generate(
-            enc,
-            [ids + pre],
-            beam_size=self.cfg.beam_size,
-            max_length=len(ids) + len(pre) + max_new_tokens,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=[-1],
-        )[0]
-        out = [t for t in res.sequences_ids[0] if t < tok.eot]
-        kept = out[: len(pre)] == pre
-        gen = out[len(pre) :] if kept else out
-        gen, cut = _cut_repetition(gen, repeat_limit)
-        seq = (pre if kept else []) + gen
-        n_frames = n_samples // 160
-        words: list[Word] = []
-        if gen and n_frames > 0:
-            align = self.model.find_alignment(tok, [seq], enc, n_frames)[0]
-            merge_punctuations(align, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
-            n_pre, used = len(pre) if kept else 0, 0
-            for w in align:
-                start_tok, used = used, used + len(w["tokens"])
-                if start_tok >= n_pre and w["word"].strip():
-                    words.append(Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"])))
-        text = tok.decode(gen).strip()
-        return WindowDecode(
-            words,
-            text,
-            float(res.scores[0]) if res.scores else 0.0,
-            float(res.no_speech_prob),
-            get_compression_ratio(text) if text else 0.0,
-            cut,
-            kept or not pre,
-        )
+    def decode_batch(self, requests: list[DecodeRequest]) -> list[WindowDecode]:
+        """Several windows (of any streams) in one batched decoder call per encoder shape."""
+        return decode_windows(self.model, self.tokenizer, self.cfg.beam_size, requests)
 
     def transcribe(self, audio_16k: np.ndarray, prompt: str | None = None) -> ASRResult:
         """Transcribe mono float32 16 kHz audio. ``prompt`` conditions the decoder (e.g. prior text)."""
@@ -252,35 +196,51 @@ class WhisperASR:
 
 
 def encode_mel(model: Any, mel: np.ndarray) -> np.ndarray:
-    """CTranslate2 Whisper encoder on log-mel [B, 80, 3000] -> float32 [B, 1500, D] on the host."""
+    """CTranslate2 Whisper encoder on log-mel [B, 80, N] (N even, <= 3000) -> float32 [B, N / 2, D]."""
     import ctranslate2
 
     out = model.model.encode(ctranslate2.StorageView.from_array(mel), to_cpu=True)
     return np.asarray(out, dtype=np.float32)
 
 
-def encode_30s(model: Any, audio_16k: np.ndarray) -> np.ndarray:
-    """faster-whisper ``model``'s encoder output [1, 1500, D] for up to 30 s of mono 16 kHz audio: its
-    own log-mel front end, padded to 30 s exactly as ``transcribe`` pads (recognition and the speech
-    features both encode through here, so a shared encoder output is the same either way)."""
+MAX_MEL_FRAMES = 3000  # Whisper's encoder takes at most 30 s (100 mel frames per second)
+
+
+def check_margin(margin_s: float | None, key: str) -> None:
+    if margin_s is not None and not (isinstance(margin_s, int | float) and 0 <= margin_s <= 30):
+        raise ValueError(f"{key} must be null (pad to 30 s) or seconds in [0, 30], got {margin_s!r}")
+
+
+def context_frames(mel_frames: int, margin_s: float | None) -> int:
+    """Mel frames the encoder sees for ``mel_frames`` of audio: those plus the margin, even (the
+    encoder's stride-2 convolution halves them), at most 3000; 3000 when the margin is None."""
+    if margin_s is None:
+        return MAX_MEL_FRAMES
+    n = mel_frames + int(round(margin_s * 100))
+    return min(MAX_MEL_FRAMES, n + n % 2)
+
+
+def encode_padded(model: Any, mel: np.ndarray, margin_s: float | None) -> np.ndarray:
+    """Encoder output [1, T, D] of log-mel [80, n] (n <= 3000), zero-padded after its frames as
+    ``transcribe`` pads, to ``context_frames(n, margin_s)``."""
     from faster_whisper.audio import pad_or_trim
 
+    n = context_frames(mel.shape[-1], margin_s)
+    return encode_mel(model, np.ascontiguousarray(pad_or_trim(mel[:, :n], n)[None], np.float32))
+
+
+def encode_audio(model: Any, audio_16k: np.ndarray, margin_s: float | None = None) -> np.ndarray:
+    """faster-whisper ``model``'s encoder output [1, T, D] for up to 30 s of mono 16 kHz audio: its own
+    log-mel front end, then padded as ``transcribe`` pads (zeros after the audio's frames), to 30 s when
+    ``margin_s`` is None and otherwise to the audio plus ``margin_s`` seconds (``context_frames``).
+
+    CTranslate2 (>= 3.19) encodes inputs shorter than 3000 frames and slices its positional embeddings
+    to them, so a 4 s window plus a 1 s margin costs about a sixth of the 30 s pass. Recognition and the
+    speech features both encode through here, so a shared encoder output is the same either way."""
     mel = model.feature_extractor(np.ascontiguousarray(audio_16k, dtype=np.float32))
-    return encode_mel(model, np.ascontiguousarray(pad_or_trim(mel[:, :3000])[None], np.float32))
+    return encode_padded(model, mel[:, :MAX_MEL_FRAMES], margin_s)
 
 
-def _cut_repetition(tokens: list[int], limit: int) -> tuple[list[int], bool]:
-    """Cut a decoding loop: where an n-gram (n <= 8) repeats ``limit`` times in a row, keep its first
-    occurrence and drop the rest. Returns (tokens, whether anything was cut)."""
-    if limit < 2:
-        return tokens, False
-    best = len(tokens)
-    for n in range(1, 9):
-        for i in range(0, len(tokens) - limit * n + 1):
-            if i + n >= best:
-                break
-            gram = tokens[i : i + n]
-            if all(tokens[i + k * n : i + (k + 1) * n] == gram for k in range(1, limit)):
-                best = i + n
-                break
-    return tokens[:best], best < len(tokens)
+def encode_30s(model: Any, audio_16k: np.ndarray) -> np.ndarray:
+    """The encoder output [1, 1500, D] of up to 30 s of audio padded to 30 s (``encode_audio``)."""
+    return encode_audio(model, audio_16k, None)

@@ -34,6 +34,7 @@ SPEECH_KINDS = ("whisper", "logmel", "wav2vec2")
 FACE_MODELS = ("mini_xception", "denseface")
 PROFILE_NAMES = ("offline", "paper")
 FORMAT_VERSION = 2  # 2: whisper speech kind, face log-probabilities, face fps 10 offline
+# A speech.whisper.context_margin_s other than None (30 s padding) enters the identity as its own key.
 
 
 @dataclass
@@ -247,6 +248,8 @@ class Extractors:
                 "weights": "sha256:" + weights_sha256(sp.whisper.resolved_path()),
                 "compute_type": sp.whisper.compute_type,
             }
+            if sp.whisper.context_margin_s is not None:  # absent: padded to 30 s (profiles before it)
+                speech_id["context_margin_s"] = sp.whisper.context_margin_s
         elif sp.kind == "logmel":
             speech_id = {"kind": "logmel", **to_dict(sp.logmel)}
         else:

@@ -4,13 +4,17 @@
 16 kHz mono audio and keeps the encoder output frames that cover the audio: 50 frames per second
 (Whisper's encoder halves the 100 Hz mel rate), width 384 for tiny/tiny.en, 512 for base, ...
 
-Whisper pads every input to 30 s (3000 mel frames) before the encoder, exactly as ``transcribe`` does,
-so a 3 s window costs the same encoder pass as the ASR's (about 230 ms for tiny.en int8 on 2 CPU
-threads). Longer audio is encoded in 30 s chunks. The frames are the final encoder layer's output
-(post LayerNorm): the representation the decoder reads, which carries speaker state and prosody as
-well as phonetic content. On speaker-independent RAVDESS folds a logistic regression on their
-mean+std reaches UAR 0.77, against 0.51 for the same regression on log-mel statistics
-(``benchmarks/speech_features.py`` measures this).
+``context_margin_s`` sets what the encoder sees: None pads every input to 30 s (3000 mel frames), as
+``transcribe`` does, so a 3 s window costs a full 30 s pass (about 230 ms for tiny.en int8 on 2 CPU
+threads); a margin in seconds encodes the audio plus that much padding, so the pass costs what the
+audio needs (``asr.encode_audio``). The states differ between the two (attention reads the padding),
+so the margin is part of the features' identity. Longer audio is encoded in 30 s chunks.
+
+The frames are the final encoder layer's output (post LayerNorm): the representation the decoder
+reads, which carries speaker state and prosody as well as phonetic content. On speaker-independent
+RAVDESS folds a logistic regression on their mean+std reaches UAR 0.77 (0.76 with the 30 s padding),
+against 0.49 for the same regression on log-mel statistics (``benchmarks/speech_features.py``
+measures this, with ``--margins`` for each context).
 """
 
 from __future__ import annotations
@@ -22,7 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .asr import OFFLINE, ct2_threads, encode_30s, encode_mel, offline_whisper_path
+from .asr import (
+    MAX_MEL_FRAMES,
+    OFFLINE,
+    check_margin,
+    ct2_threads,
+    encode_audio,
+    encode_mel,
+    encode_padded,
+    offline_whisper_path,
+)
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 50.0  # encoder frames per second
@@ -36,6 +49,7 @@ class WhisperStatesConfig:
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 0  # 0: one per CPU core, at most 4
+    context_margin_s: float | None = None  # None: pad to 30 s; else the audio plus this many seconds
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -44,6 +58,7 @@ class WhisperStatesConfig:
             raise ValueError(f"speech.whisper.device must be cpu, cuda or auto, got {self.device!r}")
         if self.cpu_threads < 0:
             raise ValueError(f"speech.whisper.cpu_threads must be >= 0, got {self.cpu_threads}")
+        check_margin(self.context_margin_s, "speech.whisper.context_margin_s")
 
     def resolved_path(self) -> Path:
         path = offline_whisper_path() if self.model == OFFLINE else Path(self.model)
@@ -74,7 +89,7 @@ def _width_from_weights(path: Path) -> int:
     from faster_whisper import WhisperModel
 
     model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=1)
-    feats = np.zeros((1, 80, _MEL_FRAMES), np.float32)
+    feats = np.zeros((1, 80, 100), np.float32)
     return int(np.asarray(encode_mel(model, feats)).shape[-1])
 
 
@@ -103,17 +118,17 @@ class WhisperStatesExtractor:
             compute_type=self.cfg.compute_type,
             cpu_threads=ct2_threads(self.cfg.cpu_threads),
         )
-        self.dim = int(encode_mel(self.model, np.zeros((1, 80, _MEL_FRAMES), np.float32)).shape[-1])
+        self.dim = int(encode_mel(self.model, np.zeros((1, 80, 100), np.float32)).shape[-1])
 
     def encode_window(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Audio of at most 30 s -> (frames [T, D] as ``__call__`` returns them, the full encoder output
-        [1, 1500, D]). The encoder output is what a Whisper decoder of the same model reads, so one pass
-        serves both the speech features and recognition (``WhisperASR.decode``)."""
+        """Audio of at most 30 s -> (frames [T, D] as ``__call__`` returns them, the whole encoder output
+        [1, T', D], T' >= T). The encoder output is what a Whisper decoder of the same model reads, so
+        one pass serves both the speech features and recognition (``WhisperASR.decode``)."""
         x = np.asarray(audio, dtype=np.float32)
         if x.ndim != 1 or len(x) > _MEL_FRAMES * 160:
             raise ValueError(f"encode_window takes mono audio of at most 30 s, got shape {x.shape}")
-        out = encode_30s(self.model, x)
-        total = min(int(np.ceil(len(x) / _SAMPLES_PER_FRAME)), _MEL_FRAMES // 2)
+        out = encode_audio(self.model, x, self.cfg.context_margin_s)
+        total = min(int(np.ceil(len(x) / _SAMPLES_PER_FRAME)), out.shape[1])
         return np.ascontiguousarray(out[0, :total]), out
 
     def same_encoder(self, asr: object) -> bool:
@@ -126,7 +141,9 @@ class WhisperStatesExtractor:
             same = Path(cfg.resolved_model()).resolve() == self.cfg.resolved_path().resolve()
         except (OSError, FileNotFoundError):
             return False
-        return same and cfg.device == self.cfg.device and cfg.compute_type == self.cfg.compute_type
+        mine = self.cfg
+        theirs = (cfg.device, cfg.compute_type, getattr(cfg, "context_margin_s", None))
+        return same and theirs == (mine.device, mine.compute_type, mine.context_margin_s)
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         x = np.asarray(audio, dtype=np.float32)
@@ -134,20 +151,16 @@ class WhisperStatesExtractor:
             raise ValueError(f"audio must be mono [n], got shape {x.shape}")
         if len(x) == 0:
             return np.zeros((0, self.dim), np.float32)
-        from faster_whisper.audio import pad_or_trim
-
         mel = self.model.feature_extractor(x)  # [80, n // 160 + 1], Whisper's own normalisation
         total = int(np.ceil(len(x) / _SAMPLES_PER_FRAME))
-        parts: list[np.ndarray] = []
-        for start in range(0, mel.shape[-1], _MEL_FRAMES):  # 30 s chunks, each padded like transcribe()
-            chunk = pad_or_trim(mel[:, start : start + _MEL_FRAMES])
-            parts.append(encode_mel(self.model, np.ascontiguousarray(chunk[None], np.float32))[0])
-        states = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        # Keep the frames that cover audio: chunk c contributes frames [c*1500, c*1500 + covered).
         keep: list[np.ndarray] = []
-        for c in range(len(parts)):
-            lo = c * (_MEL_FRAMES // 2)
-            hi = min(total, lo + _MEL_FRAMES // 2)
+        for start in range(0, mel.shape[-1], MAX_MEL_FRAMES):  # 30 s chunks, each padded as a window is
+            states = encode_padded(
+                self.model, mel[:, start : start + MAX_MEL_FRAMES], self.cfg.context_margin_s
+            )[0]
+            # Keep the frames that cover audio: chunk c contributes frames [c*1500, c*1500 + covered).
+            lo = start // 2
+            hi = min(total, lo + states.shape[0])
             if hi > lo:
-                keep.append(states[lo:hi])
+                keep.append(states[: hi - lo])
         return np.ascontiguousarray(np.concatenate(keep), dtype=np.float32)

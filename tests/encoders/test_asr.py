@@ -62,7 +62,7 @@ def test_window_decode_reads_the_speech_features_encoder_output(extractors):
 
 
 def test_repetition_loops_are_cut_after_their_first_occurrence():
-    from models.encoders.asr import _cut_repetition
+    from models.encoders.whisper_decode import cut_repetition as _cut_repetition
 
     assert _cut_repetition([5, 6, 7, 7, 7, 7, 8], 3) == ([5, 6, 7], True)
     assert _cut_repetition([1, 2, 3, 1, 2, 3, 1, 2, 3, 9], 3) == ([1, 2, 3], True)
@@ -89,16 +89,25 @@ def test_user_models_with_only_pickled_weights_are_refused(kind, tmp_path):
     if kind == "text":
         from models.encoders.text import TextConfig, TextEncoder, offline_minilm_path
 
-        model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=64), add_pooling_layer=False)
+        model = BertModel(
+            BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+            add_pooling_layer=False,
+        )
         save_pickled(model, tmp_path)
         build = lambda: TextEncoder(TextConfig(model=str(tmp_path), tokenizer=str(offline_minilm_path())))  # noqa: E731
     else:
         from models.encoders.speech import Wav2Vec2Config as W2VCfg
         from models.encoders.speech import Wav2Vec2Extractor
 
-        model = Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                             intermediate_size=64, conv_dim=(32,) * 7))
+        model = Wav2Vec2Model(
+            Wav2Vec2Config(
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=64,
+                conv_dim=(32,) * 7,
+            )
+        )
         save_pickled(model, tmp_path)
         build = lambda: Wav2Vec2Extractor(W2VCfg(model=str(tmp_path)))  # noqa: E731
     assert (tmp_path / "pytorch_model.bin").is_file() and not list(tmp_path.glob("*.safetensors"))
@@ -107,3 +116,31 @@ def test_user_models_with_only_pickled_weights_are_refused(kind, tmp_path):
     (tmp_path / "pytorch_model.bin").unlink()
     model.save_pretrained(tmp_path)  # converted to safetensors: now it loads
     build()
+
+
+def test_a_short_encoder_context_decodes_the_same_words(extractors):
+    """The encoder sees the audio plus a margin instead of 30 s: a fraction of the frames, and the
+    decoder still reads the clip's words from them, timed inside the clip."""
+    from models.encoders.asr import context_frames
+
+    audio = load_audio(clip("ANG"))
+    short = WhisperASR.__new__(WhisperASR)  # the loaded weights, another context
+    short.cfg, short.model = ASRConfig(context_margin_s=0.5), extractors.asr.model
+    enc = short.encode(audio)
+    frames = context_frames(len(audio) // 160 + 1, 0.5)
+    assert enc.shape == (1, frames // 2, 384) and frames // 2 < 400  # a 2.5 s clip: not 1500
+    d = short.decode(enc, len(audio))
+    assert "jacket" in d.text.lower() and not d.repeat_cut
+    assert all(0.0 <= w.start <= w.end <= len(audio) / 16000 + 0.1 for w in d.words)
+
+
+def test_encoder_context_arithmetic_and_validation():
+    from models.encoders.asr import MAX_MEL_FRAMES, context_frames
+
+    assert context_frames(401, None) == MAX_MEL_FRAMES  # padded to 30 s
+    assert context_frames(401, 0.0) == 402  # even: the encoder's convolution has stride 2
+    assert context_frames(401, 1.0) == 502
+    assert context_frames(2950, 1.0) == MAX_MEL_FRAMES  # never past Whisper's 30 s
+    for bad in (-0.1, 31.0, "1"):
+        with pytest.raises(ValueError, match="context_margin_s"):
+            ASRConfig(context_margin_s=bad)

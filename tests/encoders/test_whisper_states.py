@@ -47,3 +47,40 @@ def test_identity_is_the_weight_file_and_missing_models_say_how_to_get_one(tmp_p
         WhisperStatesConfig(model=str(tmp_path)).resolved_path()
     with pytest.raises(ValueError, match="device"):
         WhisperStatesConfig(device="tpu")
+
+
+def test_a_short_context_gives_frames_of_the_same_shape_from_a_fraction_of_the_pass(speech) -> None:  # noqa: ANN001
+    """With ``context_margin_s`` the encoder sees the clip plus the margin, not 30 s: the same frames per
+    second, states that differ from the padded ones (attention reads the padding) but stay close to
+    them, and one pass serves the features and a decoder of the same context only."""
+    from types import SimpleNamespace
+
+    from models.encoders.asr import ASRConfig
+    from models.encoders.whisper_states import WhisperStatesExtractor
+
+    assert speech.cfg.context_margin_s is None  # the shipped profile pads to 30 s
+    a = load_audio(wav("SAD"))
+    short = WhisperStatesExtractor.__new__(WhisperStatesExtractor)  # the loaded model, a short context
+    short.cfg, short.model, short.dim = WhisperStatesConfig(context_margin_s=0.5), speech.model, speech.dim
+    x, full = short(a), speech(a)
+    assert x.shape == full.shape and np.isfinite(x).all()
+    feats, enc = short.encode_window(a)
+    _, enc_full = speech.encode_window(a)
+    assert np.allclose(feats, x) and enc_full.shape[1] == 1500 and enc.shape[1] < 200  # a 2.5 s clip
+    cos = (x * full).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(full, axis=1))
+    assert 0.5 < float(np.median(cos)) < 0.9999  # not the padded states, but the same representation
+    assert short.same_encoder(SimpleNamespace(cfg=ASRConfig(context_margin_s=0.5)))
+    assert not short.same_encoder(SimpleNamespace(cfg=ASRConfig()))  # a decoder of another context
+    with pytest.raises(ValueError, match="context_margin_s"):
+        WhisperStatesConfig(context_margin_s=-1.0)
+
+
+def test_the_context_margin_is_part_of_the_features_identity() -> None:
+    from models.encoders.profile import build_extractors, load_profile, profile_mismatches
+
+    padded = build_extractors("offline")
+    assert "context_margin_s" not in padded.identity()["speech"]  # the shipped models' features
+    short = build_extractors(load_profile("offline", ["speech.whisper.context_margin_s=0.5"]))
+    assert short.identity()["speech"]["context_margin_s"] == 0.5
+    diffs = profile_mismatches(padded.describe(), short.describe())
+    assert diffs == ["speech.context_margin_s: recorded None, current 0.5"]

@@ -122,7 +122,9 @@ def test_lagging_recognition_is_said_and_nothing_is_lost(
 
 
 def test_recognition_runs_once_per_window(extractors: Any, fusion: Any, backend: Any) -> None:
-    """With the offline profile the speech features and recognition share one encoder pass."""
+    """With the offline profile (and the default recognition span, the window) the speech features and
+    recognition share one encoder pass; with a span longer than the window, each pass encodes its span
+    once, and the speech features still cover the window alone."""
     calls = {"encode": 0}
     real = extractors.asr
 
@@ -138,11 +140,24 @@ def test_recognition_runs_once_per_window(extractors: Any, fusion: Any, backend:
 
     from tests.engine.test_replay import Proxy
 
+    clip = STREAMS.parents[2] / "data" / "cremad" / "1001_DFA_HAP_XX.flv"
     cfg = default_config()
-    src = FileReplaySource(STREAMS.parents[2] / "data" / "cremad" / "1001_DFA_HAP_XX.flv", fast=True)
-    events, _ = run_engine(cfg, [src], Proxy(extractors, asr=Counting()), fusion, backend)
+    events, _ = run_engine(
+        cfg, [FileReplaySource(clip, fast=True)], Proxy(extractors, asr=Counting()), fusion, backend
+    )
     assert events and any(e.new_words for e in events)
     assert calls["encode"] == 0  # the decoder read the speech features' encoder output
+    events, _ = run_engine(
+        default_config("asr.span_s=8"),
+        [FileReplaySource(clip, fast=True)],
+        Proxy(extractors, asr=Counting()),
+        fusion,
+        backend,
+    )
+    assert "forget" in " ".join(w.text for e in events for w in e.new_words).lower()
+    passes = sum("asr" in e.latency_ms for e in events)
+    assert passes and calls["encode"] == passes  # one encoder pass over the span per decoder pass
+    assert all("asr_encode" in e.latency_ms for e in events if "asr" in e.latency_ms)
 
 
 def test_leaving_mid_stream_closes_at_once(extractors: Any, fusion: Any, backend: Any) -> None:

@@ -64,6 +64,11 @@ def test_audio_and_video_clip_streams_end_to_end(server: RunningServer) -> None:
     assert after["emotion_events_total"] - before["emotion_events_total"] == len(events)
     assert after["emotion_events_sent_total"] - before["emotion_events_sent_total"] == len(events)
     assert after["emotion_active_streams"] == 0
+    # The stream's CPU: the server's process CPU while it was open, and one more finished stream in the
+    # per-media-second histogram (a real stream through the real models costs well above zero).
+    assert after["emotion_stream_cpu_seconds_total"] > before["emotion_stream_cpu_seconds_total"]
+    n = "emotion_stream_cpu_seconds_per_media_second_count"
+    assert after[n] == before[n] + 1
 
 
 def test_audio_only_stereo_44k_float_is_resampled(server: RunningServer) -> None:
@@ -86,6 +91,7 @@ def test_audio_only_stereo_44k_float_is_resampled(server: RunningServer) -> None
     events, summary = asyncio.run(run())
     assert_gapless(events)
     assert summary["events"] == len(events) and summary["dropped_events"] == 0
+    assert summary["cpu_s"] > 0  # its share of the server's CPU
     assert events[-1].modalities["audio"].state == "present"
     assert events[-1].modalities["video"].state != "present"
     assert "jacket" in events[-1].transcript.lower()
