@@ -424,6 +424,7 @@ async def replay(
         "threads": (thr0, thr1),
         "errors": list(eng.errors),
         "stopped_early": seconds is not None and (duration is None or end < duration - 0.5),
+        "has_video": has_video,
     }
     return events, measured
 
@@ -452,10 +453,11 @@ async def replay_all(
     out = []
     for path, ref in zip(media, refs, strict=True):
         events, m = await replay(cfg, path, models, args.fast, args.seconds)
+        has_video = m.pop("has_video")
         metrics = run_metrics(path, events, ref, fast=args.fast, **m)
         if ref is not None and not args.no_offline_wer:  # after the stream: it does not load the replay
             add_offline_wer(metrics, models[0].asr, path, ref, args.seconds if m["stopped_early"] else None)
-        metrics["targets"] = target_checks(metrics, audio_only=not probe(path)[0])
+        metrics["targets"] = target_checks(metrics, audio_only=not has_video)
         out.append((metrics, events))
         _log(summary_line(metrics))
         for t in metrics["targets"]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.backends.batching import gather_batch
 from models.encoders.asr import DecodeRequest, WindowDecode
 
 # CTranslate2 batches windows whose prompts have the same length: every stream's prompt is cut to its
@@ -38,6 +39,7 @@ class _Request:
     done: threading.Event = field(default_factory=threading.Event)
     result: WindowDecode | None = None
     error: BaseException | None = None
+    t_submit: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -98,26 +100,8 @@ class BatchingRecogniser:
         assert r.result is not None
         return r.result
 
-    def _collect(self) -> list[_Request] | None:
-        first = self._queue.get()
-        if first is None:
-            return None
-        batch = [first]
-        deadline = time.perf_counter() + self.max_wait
-        while len(batch) < self.max_batch:
-            remaining = deadline - time.perf_counter()
-            try:
-                nxt = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if nxt is None:  # closing: finish this batch, then stop
-                self._queue.put(None)
-                break
-            batch.append(nxt)
-        return batch
-
     def _run(self) -> None:
-        while (batch := self._collect()) is not None:
+        while (batch := gather_batch(self._queue, self.max_batch, self.max_wait)) is not None:
             try:
                 results = self.asr.decode_batch([r.req for r in batch])
             except Exception as e:  # noqa: BLE001 - every waiting stream gets the error, the batcher goes on

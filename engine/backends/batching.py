@@ -24,9 +24,36 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .base import FusionBackend, FusionInputs, FusionResult
+
+
+def gather_batch(
+    q: queue.Queue, limit: int, wait_s: float, size: Callable[[Any], int] = lambda r: 1
+) -> list | None:
+    """A batching thread's next batch: the first queued request (None, the closing sentinel: None), then
+    whatever else arrives within ``wait_s`` of its ``t_submit``, until the sizes sum to ``limit``. A
+    sentinel met on the way is put back, so the batch runs and the thread stops after it."""
+    first = q.get()
+    if first is None:
+        return None
+    batch, total = [first], size(first)
+    deadline = first.t_submit + wait_s
+    while total < limit:
+        remaining = deadline - time.perf_counter()
+        try:
+            nxt = q.get_nowait() if remaining <= 0 else q.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if nxt is None:
+            q.put(None)
+            break
+        batch.append(nxt)
+        total += size(nxt)
+    return batch
 
 
 class BackendTimeout(TimeoutError):
@@ -106,23 +133,7 @@ class BatchingBackend(FusionBackend):
         return req.result
 
     def _collect(self) -> list[_Request] | None:
-        first = self._queue.get()
-        if first is None:
-            return None
-        batch, rows = [first], first.inputs.batch
-        deadline = first.t_submit + self.max_wait
-        while rows < self.max_batch:
-            remaining = deadline - time.perf_counter()
-            try:
-                nxt = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if nxt is None:  # closing: finish this batch, then stop
-                self._queue.put(None)
-                break
-            batch.append(nxt)
-            rows += nxt.inputs.batch
-        return batch
+        return gather_batch(self._queue, self.max_batch, self.max_wait, lambda r: r.inputs.batch)
 
     def _run(self) -> None:
         while (collected := self._collect()) is not None:

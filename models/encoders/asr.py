@@ -238,9 +238,4 @@ def encode_audio(model: Any, audio_16k: np.ndarray, margin_s: float | None = Non
     to them, so a 4 s window plus a 1 s margin costs about a sixth of the 30 s pass. Recognition and the
     speech features both encode through here, so a shared encoder output is the same either way."""
     mel = model.feature_extractor(np.ascontiguousarray(audio_16k, dtype=np.float32))
-    return encode_padded(model, mel[:, :MAX_MEL_FRAMES], margin_s)
-
-
-def encode_30s(model: Any, audio_16k: np.ndarray) -> np.ndarray:
-    """The encoder output [1, 1500, D] of up to 30 s of audio padded to 30 s (``encode_audio``)."""
-    return encode_audio(model, audio_16k, None)
+    return encode_padded(model, mel, margin_s)

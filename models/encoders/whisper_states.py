@@ -39,7 +39,6 @@ from .asr import (
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 50.0  # encoder frames per second
-_MEL_FRAMES = 3000  # Whisper's fixed 30 s input
 _SAMPLES_PER_FRAME = SAMPLE_RATE // int(FRAME_RATE)  # 320
 
 
@@ -125,7 +124,7 @@ class WhisperStatesExtractor:
         [1, T', D], T' >= T). The encoder output is what a Whisper decoder of the same model reads, so
         one pass serves both the speech features and recognition (``WhisperASR.decode``)."""
         x = np.asarray(audio, dtype=np.float32)
-        if x.ndim != 1 or len(x) > _MEL_FRAMES * 160:
+        if x.ndim != 1 or len(x) > MAX_MEL_FRAMES * 160:
             raise ValueError(f"encode_window takes mono audio of at most 30 s, got shape {x.shape}")
         out = encode_audio(self.model, x, self.cfg.context_margin_s)
         total = min(int(np.ceil(len(x) / _SAMPLES_PER_FRAME)), out.shape[1])
