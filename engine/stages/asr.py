@@ -4,7 +4,8 @@ Each window's pass decodes exactly the window's audio (``window.window_s``, 4 s 
 costs the same after an hour as after a second: recognition cannot stall or drift. When the speech
 features are the Whisper encoder states of the same model (the offline profile), the pass decodes the
 encoder output the speech features already computed: one encoder run per window serves both (over the
-window padded to 30 s, or over the window plus ``context_margin_s`` when the profile sets one).
+window padded to 30 s, or over the window plus ``context_margin_s``, at least ``context_min_s``, when
+the profile sets them).
 ``asr.span_s`` longer than the window makes each pass decode that much audio instead, with an encoder
 pass of its own: on the held-out monologue a 12 s span lowers the committed-word WER from 11% to 6%,
 but on speech that repeats itself (the same sentence again and again) the forced prefix no longer tells

@@ -66,8 +66,9 @@ class ASRConfig:
     vad_filter: bool = False  # the engine runs its own VAD upstream
     allow_download: bool = False
     # Encoder context of a window's pass: the audio plus this many seconds of padding (None: padded to
-    # 30 s, as faster-whisper's transcribe pads; see encode_audio).
+    # 30 s, as faster-whisper's transcribe pads; see encode_audio), and at least context_min_s.
     context_margin_s: float | None = None
+    context_min_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -81,6 +82,7 @@ class ASRConfig:
         if self.cpu_threads < 0:
             raise ValueError(f"asr.cpu_threads must be >= 0, got {self.cpu_threads}")
         check_margin(self.context_margin_s, "asr.context_margin_s")
+        check_min_context(self.context_min_s, self.context_margin_s, "asr.context_min_s")
 
     def resolved_model(self) -> str:
         if self.model == OFFLINE:
@@ -133,8 +135,9 @@ class WhisperASR:
     # -- one window: encode once, decode with a prompt and a forced prefix ----------------------------
     def encode(self, audio_16k: np.ndarray) -> np.ndarray:
         """Encoder output [1, T, D] of up to 30 s of audio: T covers the audio plus
-        ``context_margin_s`` of padding (1500, 30 s, when the margin is None)."""
-        return encode_audio(self.model, audio_16k, self.cfg.context_margin_s)
+        ``context_margin_s`` of padding, at least ``context_min_s`` (1500, 30 s, when the margin is
+        None)."""
+        return encode_audio(self.model, audio_16k, self.cfg.context_margin_s, self.cfg.context_min_s)
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -211,31 +214,46 @@ def check_margin(margin_s: float | None, key: str) -> None:
         raise ValueError(f"{key} must be null (pad to 30 s) or seconds in [0, 30], got {margin_s!r}")
 
 
-def context_frames(mel_frames: int, margin_s: float | None) -> int:
-    """Mel frames the encoder sees for ``mel_frames`` of audio: those plus the margin, even (the
-    encoder's stride-2 convolution halves them), at most 3000; 3000 when the margin is None."""
+def check_min_context(min_s: float, margin_s: float | None, key: str) -> None:
+    if not (isinstance(min_s, int | float) and 0 <= min_s <= 30):
+        raise ValueError(f"{key} must be seconds in [0, 30], got {min_s!r}")
+    if min_s and margin_s is None:
+        raise ValueError(f"{key} needs a context_margin_s: with none the encoder always sees 30 s")
+
+
+def context_frames(mel_frames: int, margin_s: float | None, min_s: float = 0.0) -> int:
+    """Mel frames the encoder sees for ``mel_frames`` of audio: those plus the margin and at least
+    ``min_s`` seconds, even (the encoder's stride-2 convolution halves them), at most 3000; 3000 when
+    the margin is None.
+
+    The minimum keeps a short input (a stream's first window, a short utterance) in the same context
+    as a full window: with ``min_s`` = window + margin, every window and every training utterance up to
+    a window long is encoded in one context length."""
     if margin_s is None:
         return MAX_MEL_FRAMES
-    n = mel_frames + int(round(margin_s * 100))
+    n = max(mel_frames + int(round(margin_s * 100)), int(round(min_s * 100)))
     return min(MAX_MEL_FRAMES, n + n % 2)
 
 
-def encode_padded(model: Any, mel: np.ndarray, margin_s: float | None) -> np.ndarray:
+def encode_padded(model: Any, mel: np.ndarray, margin_s: float | None, min_s: float = 0.0) -> np.ndarray:
     """Encoder output [1, T, D] of log-mel [80, n] (n <= 3000), zero-padded after its frames as
-    ``transcribe`` pads, to ``context_frames(n, margin_s)``."""
+    ``transcribe`` pads, to ``context_frames(n, margin_s, min_s)``."""
     from faster_whisper.audio import pad_or_trim
 
-    n = context_frames(mel.shape[-1], margin_s)
+    n = context_frames(mel.shape[-1], margin_s, min_s)
     return encode_mel(model, np.ascontiguousarray(pad_or_trim(mel[:, :n], n)[None], np.float32))
 
 
-def encode_audio(model: Any, audio_16k: np.ndarray, margin_s: float | None = None) -> np.ndarray:
+def encode_audio(
+    model: Any, audio_16k: np.ndarray, margin_s: float | None = None, min_s: float = 0.0
+) -> np.ndarray:
     """faster-whisper ``model``'s encoder output [1, T, D] for up to 30 s of mono 16 kHz audio: its own
     log-mel front end, then padded as ``transcribe`` pads (zeros after the audio's frames), to 30 s when
-    ``margin_s`` is None and otherwise to the audio plus ``margin_s`` seconds (``context_frames``).
+    ``margin_s`` is None and otherwise to the audio plus ``margin_s`` seconds, at least ``min_s``
+    (``context_frames``).
 
     CTranslate2 (>= 3.19) encodes inputs shorter than 3000 frames and slices its positional embeddings
     to them, so a 4 s window plus a 1 s margin costs about a sixth of the 30 s pass. Recognition and the
     speech features both encode through here, so a shared encoder output is the same either way."""
     mel = model.feature_extractor(np.ascontiguousarray(audio_16k, dtype=np.float32))
-    return encode_padded(model, mel, margin_s)
+    return encode_padded(model, mel, margin_s, min_s)

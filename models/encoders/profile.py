@@ -34,7 +34,8 @@ SPEECH_KINDS = ("whisper", "logmel", "wav2vec2")
 FACE_MODELS = ("mini_xception", "denseface")
 PROFILE_NAMES = ("offline", "paper")
 FORMAT_VERSION = 2  # 2: whisper speech kind, face log-probabilities, face fps 10 offline
-# A speech.whisper.context_margin_s other than None (30 s padding) enters the identity as its own key.
+# A speech.whisper.context_margin_s other than None (30 s padding) enters the identity as its own key,
+# and a context_min_s other than 0 as another.
 
 
 @dataclass
@@ -250,6 +251,8 @@ class Extractors:
             }
             if sp.whisper.context_margin_s is not None:  # absent: padded to 30 s (profiles before it)
                 speech_id["context_margin_s"] = sp.whisper.context_margin_s
+            if sp.whisper.context_min_s:
+                speech_id["context_min_s"] = sp.whisper.context_min_s
         elif sp.kind == "logmel":
             speech_id = {"kind": "logmel", **to_dict(sp.logmel)}
         else:

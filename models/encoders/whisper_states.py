@@ -6,9 +6,10 @@
 
 ``context_margin_s`` sets what the encoder sees: None pads every input to 30 s (3000 mel frames), as
 ``transcribe`` does, so a 3 s window costs a full 30 s pass (about 230 ms for tiny.en int8 on 2 CPU
-threads); a margin in seconds encodes the audio plus that much padding, so the pass costs what the
-audio needs (``asr.encode_audio``). The states differ between the two (attention reads the padding),
-so the margin is part of the features' identity. Longer audio is encoded in 30 s chunks.
+threads); a margin in seconds encodes the audio plus that much padding, at least ``context_min_s``, so
+the pass costs what the audio needs (``asr.encode_audio``). The states differ between the two
+(attention reads the padding), so the margin and the minimum are part of the features' identity.
+Longer audio is encoded in 30 s chunks.
 
 The frames are the final encoder layer's output (post LayerNorm): the representation the decoder
 reads, which carries speaker state and prosody as well as phonetic content. On speaker-independent
@@ -30,6 +31,7 @@ from .asr import (
     MAX_MEL_FRAMES,
     OFFLINE,
     check_margin,
+    check_min_context,
     ct2_threads,
     encode_audio,
     encode_mel,
@@ -49,6 +51,7 @@ class WhisperStatesConfig:
     compute_type: str = "int8"
     cpu_threads: int = 0  # 0: one per CPU core, at most 4
     context_margin_s: float | None = None  # None: pad to 30 s; else the audio plus this many seconds
+    context_min_s: float = 0.0  # with a margin: at least this many seconds (asr.context_frames)
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -58,6 +61,7 @@ class WhisperStatesConfig:
         if self.cpu_threads < 0:
             raise ValueError(f"speech.whisper.cpu_threads must be >= 0, got {self.cpu_threads}")
         check_margin(self.context_margin_s, "speech.whisper.context_margin_s")
+        check_min_context(self.context_min_s, self.context_margin_s, "speech.whisper.context_min_s")
 
     def resolved_path(self) -> Path:
         path = offline_whisper_path() if self.model == OFFLINE else Path(self.model)
@@ -126,7 +130,7 @@ class WhisperStatesExtractor:
         x = np.asarray(audio, dtype=np.float32)
         if x.ndim != 1 or len(x) > MAX_MEL_FRAMES * 160:
             raise ValueError(f"encode_window takes mono audio of at most 30 s, got shape {x.shape}")
-        out = encode_audio(self.model, x, self.cfg.context_margin_s)
+        out = encode_audio(self.model, x, self.cfg.context_margin_s, self.cfg.context_min_s)
         total = min(int(np.ceil(len(x) / _SAMPLES_PER_FRAME)), out.shape[1])
         return np.ascontiguousarray(out[0, :total]), out
 
@@ -141,8 +145,13 @@ class WhisperStatesExtractor:
         except (OSError, FileNotFoundError):
             return False
         mine = self.cfg
-        theirs = (cfg.device, cfg.compute_type, getattr(cfg, "context_margin_s", None))
-        return same and theirs == (mine.device, mine.compute_type, mine.context_margin_s)
+        theirs = (
+            cfg.device,
+            cfg.compute_type,
+            getattr(cfg, "context_margin_s", None),
+            getattr(cfg, "context_min_s", 0.0),
+        )
+        return same and theirs == (mine.device, mine.compute_type, mine.context_margin_s, mine.context_min_s)
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         x = np.asarray(audio, dtype=np.float32)
@@ -154,9 +163,8 @@ class WhisperStatesExtractor:
         total = int(np.ceil(len(x) / _SAMPLES_PER_FRAME))
         keep: list[np.ndarray] = []
         for start in range(0, mel.shape[-1], MAX_MEL_FRAMES):  # 30 s chunks, each padded as a window is
-            states = encode_padded(
-                self.model, mel[:, start : start + MAX_MEL_FRAMES], self.cfg.context_margin_s
-            )[0]
+            chunk = mel[:, start : start + MAX_MEL_FRAMES]
+            states = encode_padded(self.model, chunk, self.cfg.context_margin_s, self.cfg.context_min_s)[0]
             # Keep the frames that cover audio: chunk c contributes frames [c*1500, c*1500 + covered).
             lo = start // 2
             hi = min(total, lo + states.shape[0])

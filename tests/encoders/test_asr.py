@@ -141,6 +141,15 @@ def test_encoder_context_arithmetic_and_validation():
     assert context_frames(401, 0.0) == 402  # even: the encoder's convolution has stride 2
     assert context_frames(401, 1.0) == 502
     assert context_frames(2950, 1.0) == MAX_MEL_FRAMES  # never past Whisper's 30 s
+    # A minimum: a 1 s input gets a 4.5 s context, a 4 s one its 4 s plus the margin, a long one no cap.
+    assert context_frames(101, 0.5, 4.5) == 450
+    assert context_frames(401, 0.5, 4.5) == 452
+    assert context_frames(801, 0.5, 4.5) == 852
+    assert context_frames(101, None, 4.5) == MAX_MEL_FRAMES
     for bad in (-0.1, 31.0, "1"):
         with pytest.raises(ValueError, match="context_margin_s"):
             ASRConfig(context_margin_s=bad)
+        with pytest.raises(ValueError, match="context_min_s"):
+            ASRConfig(context_margin_s=0.5, context_min_s=bad)
+    with pytest.raises(ValueError, match="needs a context_margin_s"):
+        ASRConfig(context_min_s=4.5)  # no margin: always 30 s, a minimum would mean nothing

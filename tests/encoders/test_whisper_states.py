@@ -49,6 +49,15 @@ def test_identity_is_the_weight_file_and_missing_models_say_how_to_get_one(tmp_p
         WhisperStatesConfig(device="tpu")
 
 
+def on_model(speech, cfg: WhisperStatesConfig):  # noqa: ANN001, ANN201
+    """An extractor with ``cfg``'s context on ``speech``'s loaded weights (no second model load)."""
+    from models.encoders.whisper_states import WhisperStatesExtractor
+
+    ex = WhisperStatesExtractor.__new__(WhisperStatesExtractor)
+    ex.cfg, ex.model, ex.dim = cfg, speech.model, speech.dim
+    return ex
+
+
 def test_a_short_context_gives_frames_of_the_same_shape_from_a_fraction_of_the_pass(speech) -> None:  # noqa: ANN001
     """With ``context_margin_s`` the encoder sees the clip plus the margin, not 30 s: the same frames per
     second, states that differ from the padded ones (attention reads the padding) but stay close to
@@ -56,31 +65,57 @@ def test_a_short_context_gives_frames_of_the_same_shape_from_a_fraction_of_the_p
     from types import SimpleNamespace
 
     from models.encoders.asr import ASRConfig
-    from models.encoders.whisper_states import WhisperStatesExtractor
 
-    assert speech.cfg.context_margin_s is None  # the shipped profile pads to 30 s
     a = load_audio(wav("SAD"))
-    short = WhisperStatesExtractor.__new__(WhisperStatesExtractor)  # the loaded model, a short context
-    short.cfg, short.model, short.dim = WhisperStatesConfig(context_margin_s=0.5), speech.model, speech.dim
-    x, full = short(a), speech(a)
+    padded = on_model(speech, WhisperStatesConfig())
+    short = on_model(speech, WhisperStatesConfig(context_margin_s=0.5))
+    x, full = short(a), padded(a)
     assert x.shape == full.shape and np.isfinite(x).all()
     feats, enc = short.encode_window(a)
-    _, enc_full = speech.encode_window(a)
+    _, enc_full = padded.encode_window(a)
     assert np.allclose(feats, x) and enc_full.shape[1] == 1500 and enc.shape[1] < 200  # a 2.5 s clip
     cos = (x * full).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(full, axis=1))
     assert 0.5 < float(np.median(cos)) < 0.9999  # not the padded states, but the same representation
     assert short.same_encoder(SimpleNamespace(cfg=ASRConfig(context_margin_s=0.5)))
     assert not short.same_encoder(SimpleNamespace(cfg=ASRConfig()))  # a decoder of another context
+    assert not short.same_encoder(SimpleNamespace(cfg=ASRConfig(context_margin_s=0.5, context_min_s=4.5)))
     with pytest.raises(ValueError, match="context_margin_s"):
         WhisperStatesConfig(context_margin_s=-1.0)
+
+
+def test_a_minimum_context_encodes_a_short_input_as_a_full_window(speech) -> None:  # noqa: ANN001
+    """With ``context_min_s`` a stream's first, short window is encoded in the context of a full one:
+    the encoder output has the same length for 1 s and for 2 s of the clip, its frames over the audio
+    are kept as before, and they differ from the same audio's frames in the bare short context."""
+    a = load_audio(wav("SAD"))
+    minimum = on_model(speech, WhisperStatesConfig(context_margin_s=0.5, context_min_s=4.5))
+    bare = on_model(speech, WhisperStatesConfig(context_margin_s=0.5))
+    one_s = a[:16000]
+    f1, enc1 = minimum.encode_window(one_s)
+    f2, enc2 = minimum.encode_window(a[:32000])
+    assert enc1.shape == enc2.shape == (1, 225, speech.dim)  # 4.5 s of context for both
+    assert f1.shape == (50, speech.dim) and f2.shape == (100, speech.dim)
+    g1, encb = bare.encode_window(one_s)
+    assert encb.shape[1] == 76 and g1.shape == f1.shape  # 1 s + 0.5 s without the minimum
+    assert not np.allclose(f1, g1, atol=1e-3)  # the context changes the states over the same audio
+    assert np.allclose(minimum(one_s), f1)  # the offline path (training features) encodes the same
 
 
 def test_the_context_margin_is_part_of_the_features_identity() -> None:
     from models.encoders.profile import build_extractors, load_profile, profile_mismatches
 
-    padded = build_extractors("offline")
-    assert "context_margin_s" not in padded.identity()["speech"]  # the shipped models' features
-    short = build_extractors(load_profile("offline", ["speech.whisper.context_margin_s=0.5"]))
+    padded = build_extractors(
+        load_profile("offline", ["speech.whisper.context_margin_s=null", "speech.whisper.context_min_s=0"])
+    )
+    assert "context_margin_s" not in padded.identity()["speech"]  # profiles before the margin
+    assert "context_min_s" not in padded.identity()["speech"]
+    short = build_extractors(
+        load_profile("offline", ["speech.whisper.context_margin_s=0.5", "speech.whisper.context_min_s=4.5"])
+    )
     assert short.identity()["speech"]["context_margin_s"] == 0.5
+    assert short.identity()["speech"]["context_min_s"] == 4.5
     diffs = profile_mismatches(padded.describe(), short.describe())
-    assert diffs == ["speech.context_margin_s: recorded None, current 0.5"]
+    assert diffs == [
+        "speech.context_margin_s: recorded None, current 0.5",
+        "speech.context_min_s: recorded None, current 4.5",
+    ]

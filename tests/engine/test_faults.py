@@ -89,12 +89,11 @@ class SlowSink(Sink):
     name = "slow"
 
     def __init__(self, delay: float) -> None:
-        self.delay, self.got, self.times = delay, [], []
+        self.delay, self.got = delay, []
 
     async def handle(self, event: EmotionEvent) -> None:
         await asyncio.sleep(self.delay)
         self.got.append(event.seq)
-        self.times.append(time.monotonic())
 
 
 class BrokenSink(Sink):
@@ -110,12 +109,12 @@ class BrokenSink(Sink):
 
 
 def test_slow_and_broken_sinks_hold_nothing_back(extractors: Any, fusion: Any, backend: Any) -> None:
-    """A sink that takes 0.5 s per event does not slow the windows down (they are out long before it has
+    """A sink that takes 1 s per event does not slow the windows down (they are out long before it has
     handled them), still gets every event in order by close, and a sink that raises once keeps getting
     the rest; the events() consumer sees every event too."""
-    slow, broken = SlowSink(0.5), BrokenSink()
+    slow, broken = SlowSink(1.0), BrokenSink()
 
-    async def go() -> tuple[list[EmotionEvent], float, Engine]:
+    async def go() -> tuple[list[EmotionEvent], int, Engine]:
         eng = Engine(
             config(window_s=0.5, hop_s=0.5, asr=False),
             [FileReplaySource(ANG, fast=True)],
@@ -128,15 +127,17 @@ def test_slow_and_broken_sinks_hold_nothing_back(extractors: Any, fusion: Any, b
         async with eng:
             async for ev in eng.events():
                 events.append(ev)
-            t_last = time.monotonic()
-        return events, t_last, eng
+            handled_when_out = len(slow.got)
+        return events, handled_when_out, eng
 
-    events, t_last, eng = asyncio.run(asyncio.wait_for(go(), timeout=120))
+    events, handled_when_out, eng = asyncio.run(asyncio.wait_for(go(), timeout=120))
     gapless(events)
     n = len(events)
     assert n >= 4
     assert slow.got == list(range(n)) and broken.got == list(range(n))
-    assert slow.times[-1] - t_last > 0.5 * (n - 2)  # the windows finished while the slow sink still worked
+    # Every window was out while the slow sink still had at least two events to go: a sink in the
+    # windows' path would have handled all but the last by then (counts, not clock margins).
+    assert handled_when_out <= n - 2, (handled_when_out, n)
     assert any("sink broken: OSError: disk full" in x for x in eng.errors)
 
 
