@@ -198,8 +198,11 @@ def test_hostile_clients_end_only_their_own_stream(server: RunningServer) -> Non
     fast = out["fast"]
     assert_gapless(fast["events"])
     assert fast["wall_s"] > 25.0 and fast["summary"]["held_s"] > 20.0, fast["summary"]  # held to real time
+    # Not held, its 30 s sent at once would read ~25 s late by its last windows. Held, its latency is the
+    # server's: it shares 2 cores with the good audio+video stream, past the documented capacity of one
+    # audio+video stream (docs/serve.md), so its bound is looser than the good stream's 1.5 s.
     fast_e2e = [e.e2e_latency_ms for e in fast["events"]]
-    assert np.percentile(fast_e2e, 95) <= 1500.0, fast_e2e
+    assert np.percentile(fast_e2e, 95) <= 3000.0, fast_e2e
 
     assert_gapless(good)
     e2e = [e.e2e_latency_ms for e in good]
