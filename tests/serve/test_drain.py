@@ -28,7 +28,9 @@ from tests.serve.conftest import REPO, TOKEN, free_port
 from tests.serve.test_server import assert_gapless, clip_audio
 
 pytestmark = pytest.mark.timeout(300)
-DRAIN_S, MAX_STREAM_S = 3.0, 6.0
+# The drained stream runs MAX_STREAM_S - 0.5 s of media and SIGTERM comes with its second event (about
+# 2-3 s in), so its media must outlast SIGTERM + DRAIN_S by a margin, or it ends on its own first.
+DRAIN_S, MAX_STREAM_S = 3.0, 9.0
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path] | None:

@@ -1,9 +1,14 @@
 """Hostile and careless clients against a real server, next to a good stream that must lose nothing.
 
 Each case is one that ended badly before the limits of docs/serve.md ("Limits"): it now ends only its
-own stream, with an error and a close code, at once. The good stream (a real minute-long face + voice
-recording at real-time pace) stays gapless with e2e p95 within 1.5 s, and the server's memory stays
-bounded.
+own stream, with an error and a close code, at once. The good stream (a real face + voice recording at
+real-time pace) stays gapless with e2e p95 within 1.5 s, and the server's memory stays bounded.
+
+The client that sends 30 s of audio at once runs after the good stream, on the server alone: held to
+real time, it is one more real-time stream, whose cost beside another is the server's capacity
+(docs/serve.md "Capacity and admission", measured by ``benchmarks.serve_load``; on 2 cores one
+face + voice stream may already fill it). What this test holds it to is its own pace and latency: not
+held, its last windows would read ~25 s late.
 """
 
 from __future__ import annotations
@@ -151,7 +156,7 @@ def test_hostile_clients_end_only_their_own_stream(server: RunningServer) -> Non
 
     async def run() -> tuple[list, dict]:
         good = asyncio.create_task(
-            collect(stream_file(server.url, LONG, token=TOKEN, stream="good", max_seconds=40))
+            collect(stream_file(server.url, LONG, token=TOKEN, stream="good", max_seconds=30))
         )
         await asyncio.sleep(1.0)
         out = {"idle": await idle_sockets_do_not_hold_slots(), "jump": await forward_jump()}
@@ -171,8 +176,9 @@ def test_hostile_clients_end_only_their_own_stream(server: RunningServer) -> Non
             server,
             json.dumps(_start()).replace("}}", '}, "overrides": {"audio_health.silence_dbfs": -Infinity}}'),
         )
+        good_events = await good
         out["fast"] = await fast_sender()
-        return await good, out
+        return good_events, out
 
     with RssSampler(server) as rss:
         good, out = asyncio.run(run())
@@ -198,11 +204,8 @@ def test_hostile_clients_end_only_their_own_stream(server: RunningServer) -> Non
     fast = out["fast"]
     assert_gapless(fast["events"])
     assert fast["wall_s"] > 25.0 and fast["summary"]["held_s"] > 20.0, fast["summary"]  # held to real time
-    # Not held, its 30 s sent at once would read ~25 s late by its last windows. Held, its latency is the
-    # server's: it shares 2 cores with the good audio+video stream, past the documented capacity of one
-    # audio+video stream (docs/serve.md), so its bound is looser than the good stream's 1.5 s.
     fast_e2e = [e.e2e_latency_ms for e in fast["events"]]
-    assert np.percentile(fast_e2e, 95) <= 3000.0, fast_e2e
+    assert np.percentile(fast_e2e, 95) <= 1500.0, fast_e2e  # not held: ~25 s by its last windows
 
     assert_gapless(good)
     e2e = [e.e2e_latency_ms for e in good]

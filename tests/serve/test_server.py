@@ -20,9 +20,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(autouse=True)
 def _no_load_left(server: RunningServer) -> None:
-    """Each test starts once the server would admit a stream: admission looks back ``load_window_s``, so
-    the load an earlier test left (the hostile and fuzz tests share this server) would refuse its
-    streams as "server loaded" (1013) instead of giving the code the test checks."""
+    """Each test starts once the server answers ``/readyz`` 200: the streams an earlier test left (the
+    hostile and fuzz tests share this server) have ended and their slots are free."""
     server.wait_ready()
 
 
