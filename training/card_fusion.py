@@ -83,6 +83,21 @@ def rule_section(cal: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _floor(e: dict[str, Any]) -> str:
+    return f"{e['ece_floor']:.3f} / {e['ece_floor_p95']:.3f}" if "ece_floor" in e else "–"
+
+
+def _p(e: dict[str, Any]) -> str:
+    return f"{e['p_calibrated']:.2f}" if "p_calibrated" in e else "–"
+
+
+def _ece_text(v: float | dict[str, Any]) -> str:
+    """A fused ECE entry: a plain float (cards written before the floor) or the entry with its floor."""
+    if isinstance(v, dict):
+        return f"{v['ece']:.3f} ({_floor(v)})"
+    return f"{v:.3f}"
+
+
 def calibration_section(cal: dict[str, Any], test: dict[str, Any] | None) -> list[str]:
     experts = cal.get("experts")
     if experts is None:
@@ -95,18 +110,25 @@ def calibration_section(cal: dict[str, Any], test: dict[str, Any] | None) -> lis
         "still through the engine's face path in several views and pooled as the engine pools a window's "
         "frames (mean of the frame probabilities), temperature fitted on those windows.",
         "",
-        "| validation entry | expert | n | UAR | ECE |",
-        "|---|---|---|---|---|",
-        *[f"| {k} | {e['expert']} | {e['n']} | {_pct(e['uar'])} | {e['ece']:.3f} |"
-          for k, e in sorted(experts.items())],
+        "ECE is biased upward on small sets. Next to each ECE: the ECE that a perfectly calibrated model "
+        "with the same probabilities shows at the same size (labels drawn from its own probabilities, 200 "
+        "draws: mean and 95th percentile), and the share of those draws that read at least the measured "
+        "ECE (p; under 0.05 is evidence of miscalibration).",
         "",
-        "Fused ECE per validation entry (after the temperature): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(cal.get("fused_val_ece", {}).items())) + ".",
+        "| validation entry | expert | n | UAR | ECE | calibrated at this n: mean / p95 | p |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {k} | {e['expert']} | {e['n']} | {_pct(e['uar'])} | {e['ece']:.3f} | {_floor(e)} | "
+          f"{_p(e)} |" for k, e in sorted(experts.items())],
+        "",
+        "Fused ECE per validation entry (after the temperature; in brackets the calibrated floor at that "
+        "size, mean / p95): "
+        + ", ".join(f"{k} {_ece_text(v)}" for k, v in sorted(cal.get("fused_val_ece", {}).items())) + ".",
     ]
     if test:
         lines += [
             "Fused ECE per test entry: "
-            + ", ".join(f"{k} {e['ece_after']:.3f}" for k, e in test["entries"].items()) + "."
+            + ", ".join(f"{k} {e['ece_after']:.3f}" + (f" ({_floor(e)})" if "ece_floor" in e else "")
+                        for k, e in test["entries"].items()) + "."
         ]
     spread = cal.get("text_spread", {})
     if spread:

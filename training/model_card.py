@@ -29,16 +29,18 @@ def _pct(x: float | None) -> str:
 
 def _entry_rows(entries: dict[str, Any]) -> list[str]:
     rows = [
-        "| corpus.condition | n | WAR | UAR | ECE before → after | best expert (UAR) | fused − best |",
+        "| corpus.condition | n | WAR | UAR | ECE before → after (a calibrated model at this n) "
+        "| best expert (UAR) | fused − best |",
         "|---|---|---|---|---|---|---|",
     ]
     for key, e in entries.items():
         best = e.get("best_expert")
         exp = f"{best} ({_pct(e['experts'][best]['uar'])})" if best else "–"
         diff = e.get("fused_minus_best_expert_uar")
+        floor = f" ({e['ece_floor']:.3f})" if "ece_floor" in e else ""
         rows.append(
             f"| {key} | {e['n']} | {_pct(e['war'])} | {_pct(e['uar'])} | "
-            f"{e['ece_before']:.3f} → {e['ece_after']:.3f} | {exp} | "
+            f"{e['ece_before']:.3f} → {e['ece_after']:.3f}{floor} | {exp} | "
             f"{'–' if diff is None else f'{100 * diff:+.1f}'} |"
         )
     return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.metrics import expected_calibration_error
+from models.metrics import calibration_check, expected_calibration_error
 from training.calibrate import ece_report, fit_temperature, softmax
 
 
@@ -43,3 +43,24 @@ def test_ece_of_known_cases() -> None:
     assert expected_calibration_error(coin, y) == pytest.approx(0.4)
     with pytest.raises(ValueError):
         fit_temperature([], [])
+
+
+def test_a_calibrated_model_on_few_samples_reads_a_high_ece_that_the_floor_explains() -> None:
+    z, y = _calibrated_sample(61, 3)  # the size of one held-out speech corpus's validation speakers
+    check = calibration_check(softmax(z), y)
+    # ECE is biased upward at this size: the calibrated model itself reads far above 0.05, and the floor
+    # (the same probabilities with labels drawn from them) says so; it is no evidence of miscalibration.
+    assert check.ece > 0.05 and check.floor > 0.05 and check.p_calibrated > 0.05
+    assert check.floor <= check.floor_p95 and check.n == 61
+    big_z, big_y = _calibrated_sample(5000, 4)
+    assert calibration_check(softmax(big_z), big_y).floor < 0.25 * check.floor  # shrinks with n
+
+
+def test_an_overconfident_model_is_told_apart_from_sampling_noise() -> None:
+    z, y = _calibrated_sample(400, 5)
+    honest = calibration_check(softmax(z), y)
+    sharp = calibration_check(softmax(4.0 * z), y)  # 4x too confident
+    assert honest.p_calibrated > 0.05 and honest.ece < honest.floor_p95
+    assert sharp.p_calibrated < 0.01 and sharp.ece > sharp.floor_p95
+    rep = ece_report(4.0 * z, y, 4.0)  # the report carries the same check after the temperature
+    assert rep["ece_after"] == pytest.approx(honest.ece) and rep["ece_floor"] == pytest.approx(honest.floor)

@@ -192,6 +192,9 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
     # Each expert's calibration on its own validation data, and the fused ECE of every entry.
     assert {e["expert"] for e in cal["experts"].values()} <= {"speech", "text", "face"}
     assert all(0.0 <= e["ece"] <= 1.0 for e in cal["experts"].values()) and cal["fused_val_ece"]
+    # each ECE comes with what a calibrated model reads at the same size
+    for e in [*cal["experts"].values(), *cal["fused_val_ece"].values()]:
+        assert 0.0 <= e["ece_floor"] <= e["ece_floor_p95"] <= 1.0 and 0.0 <= e["p_calibrated"] <= 1.0
     # Every test entry is scored under both rules; the default rule's figures are the entry's own.
     for e in entries.values():
         assert set(e["rules"]) == {"product", "learned"} and e["rules"]["product"]["uar"] == e["uar"]
