@@ -205,9 +205,12 @@ class Extractors:
 
             video, classes = FEATURE_DIM, len(CLASS_NAMES)
         else:
-            from .denseface import DenseFaceConfig
+            from .denseface import DenseFaceConfig, read_denseface_meta
 
-            video, classes = DenseFaceConfig().feature_dim, DenseFaceConfig().num_classes
+            cfg = DenseFaceConfig()
+            if fc.init != "random" and fc.weights and Path(fc.weights).is_file():
+                cfg = read_denseface_meta(fc.weights)[0]  # a 4-class file appends 4 log-probabilities
+            video, classes = cfg.feature_dim, cfg.num_classes
         video += classes if fc.logprobs else 0
         return {"text": text_dim(self.profile.text), "audio": audio, "video": video}
 
