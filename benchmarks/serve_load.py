@@ -249,7 +249,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"no file with video for {key}; skipped", file=sys.stderr)
             continue
         # A fresh server per modality set: its peak RSS then belongs to these runs alone.
-        unlimited = ["--max-streams", str(max(counts)), "--set", "max_cpu=1.0", "--set", "e2e_budget_ms=1e9"]
+        unlimited = ["--max-streams", str(max(counts)), "--set", "max_cpu=1.0", "--set", "e2e_budget_ms=1e9",
+                     "--set", "forecast_cpu=false"]  # fmt: skip
         server = Server(unlimited)
         idle_rss["+".join(mod_sets[key])] = round(server.rss_mb(), 1)
         try:

@@ -104,7 +104,9 @@ def load_fer4(
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, crops=crops, label=labels[keep], split=splits[keep], fallback=fallback, tag=tag)
+        np.savez_compressed(
+            tmp, crops=crops, label=labels[keep], split=splits[keep], fallback=fallback, tag=tag
+        )
         tmp.replace(cache_file)
     return _splits(crops, labels[keep], splits[keep], fallback)
 
@@ -135,7 +137,8 @@ def pack(splits: dict[str, FaceSplit], fallback: int, out: str | Path, quality: 
 def _unpack(jpeg: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     import cv2
 
-    crops = [cv2.imdecode(jpeg[a:b], cv2.IMREAD_GRAYSCALE) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    spans = zip(offsets[:-1], offsets[1:], strict=True)
+    crops = [cv2.imdecode(jpeg[a:b], cv2.IMREAD_GRAYSCALE) for a, b in spans]
     return np.stack(crops) if crops else np.zeros((0, 64, 64), np.uint8)
 
 

@@ -115,7 +115,9 @@ def fit(
     if state_path is not None and state_path.is_file():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
         if st["config"] != cfg.__dict__ or st["epochs"] != epochs or st["seed"] != seed:
-            raise ValueError(f"{state_path} is a different run (config, epochs or seed); remove it or change --state")
+            raise ValueError(
+                f"{state_path} is a different run (config, epochs or seed); remove it or change --state"
+            )
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
@@ -171,8 +173,9 @@ def fit(
         over_time = time_budget_s is not None and time.perf_counter() - t_run >= time_budget_s
         if epoch < epochs and ((epochs_this_run is not None and ran >= epochs_this_run) or over_time):
             break
+    rate = round(seen / busy, 1) if busy > 0 else None
     result: dict[str, Any] = {"done": epoch >= epochs, "epoch": epoch, "history": history,
-                              "samples_per_s": round(seen / busy, 1) if busy > 0 else None, "amp": use_amp}  # fmt: skip
+                              "samples_per_s": rate, "amp": use_amp}  # fmt: skip
     if not result["done"]:
         return result
     assert best["weights"] is not None

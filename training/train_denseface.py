@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--state", type=Path, help="resumable state (default: OUT with .state.pt)")
     ap.add_argument("--epochs-this-run", type=int, help="stop after this many epochs (resume later)")
-    ap.add_argument("--time-budget-min", type=float, help="stop after the epoch that passes this many minutes")
+    ap.add_argument("--time-budget-min", type=float,
+                    help="stop after the epoch that passes this many minutes")  # fmt: skip
     ap.add_argument("--crops-cache", type=Path, default=Path("runs/denseface/cache"),
                     help="where --fer4's engine crops are cached")
     ap.add_argument("--limit", type=int, help="--fer4: faces per class and split (quick checks)")
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         amp=args.amp, progress=not args.no_progress,
     )  # fmt: skip
     summary = {k: v for k, v in result.items() if k != "history"}
-    summary["next"] = f"written {args.out}" if result["done"] else f"run the same command again to go on ({state})"
+    again = f"run the same command again to go on ({state})"
+    summary["next"] = f"written {args.out}" if result["done"] else again
     print(json.dumps(summary))
     return 0
 

@@ -61,7 +61,9 @@ class Service:
         self.cpu = CpuShare()
         self.metrics.capacity.set(cfg.max_streams)
         self.monitor = LoadMonitor(cfg.load_window_s)
-        self.admission = Admission(cfg.max_streams, cfg.e2e_budget_ms, cfg.max_cpu, self.monitor)
+        self.admission = Admission(
+            cfg.max_streams, cfg.e2e_budget_ms, cfg.max_cpu, self.monitor, forecast=cfg.forecast_cpu
+        )
         self.sessions: set[StreamSession] = set()
         self.pending = 0  # sockets connected whose start message is not in yet
         self.draining = False

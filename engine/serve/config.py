@@ -23,6 +23,9 @@ class ServeConfig:
     max_streams: int = 2
     e2e_budget_ms: float = 1000.0  # refuse new streams while the recent e2e p95 exceeds this
     max_cpu: float = 0.95  # ... or while this process used more than this fraction of all cores
+    # ... or while one more stream, at the share of the cores each running stream was measured to take,
+    # would pass max_cpu (engine/serve/admission.py)
+    forecast_cpu: bool = True
     load_window_s: float = 10.0  # how far back the measured load looks
     send_queue: int = 64  # events waiting for a slow client; beyond, the oldest is dropped and counted
     max_message_bytes: int = 4 * 1024 * 1024  # one binary message (an audio chunk or an image)

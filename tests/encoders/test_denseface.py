@@ -85,7 +85,8 @@ def test_training_runs_and_writes_loadable_weights(tmp_path):
     s = load_ferplus(FIXTURE / "fer2013.csv", FIXTURE / "fer2013new.csv")
     out = tmp_path / "denseface.safetensors"
     small = DenseFaceConfig(depth=10)  # one bottleneck per block: the same code path, CI-sized
-    res = fit(s, out, FERPLUS_CLASSES, config=small, epochs=8, batch_size=4, lr=0.05, log=False, progress=False)
+    kw = dict(config=small, epochs=8, batch_size=4, lr=0.05, log=False, progress=False)
+    res = fit(s, out, FERPLUS_CLASSES, **kw)
     assert res["done"] and out.is_file() and 0.0 <= res["val"]["uar"] <= 1.0 and res["val"]["n"] == 2
     with safe_open(str(out), framework="pt") as f:
         meta = f.metadata()
@@ -125,7 +126,8 @@ def test_fer4_faces_are_cropped_by_the_engine_face_path(fer4):
     with FaceDetector() as det:
         boxes = det.detect(frame)
     if boxes:
-        np.testing.assert_array_equal(splits["train"].images[0], crop_face(frame, max(boxes, key=lambda b: b.area)))
+        largest = max(boxes, key=lambda b: b.area)
+        np.testing.assert_array_equal(splits["train"].images[0], crop_face(frame, largest))
     again, counts_again = load_fer4(FER4, cache, limit=8)  # read from the cache: the same crops
     np.testing.assert_array_equal(again["test"].images, splits["test"].images)
     assert counts_again == counts

@@ -113,6 +113,8 @@ def server() -> Iterator[RunningServer]:
         "e2e_budget_ms=60000",
         "--set",
         "max_cpu=1.0",
+        "--set",
+        "forecast_cpu=false",
         "--log-level",
         "warning",
     ]

@@ -95,6 +95,53 @@ def test_admission_refuses_over_capacity_and_over_latency_budget() -> None:
     assert adm.check().kind == "capacity" and "3 of 3" in adm.check().reason
 
 
+class _Clocks:
+    """A wall clock and a process CPU clock that the test moves (as the load would)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = 100.0, 0.0
+
+    def run(self, seconds: float, cores_busy: float) -> None:
+        self.wall += seconds
+        self.cpu += seconds * cores_busy
+
+
+def test_admission_forecasts_one_more_stream_from_the_running_streams_cpu_share() -> None:
+    clk = _Clocks()
+    mon = LoadMonitor(window_s=10.0, cores=2, clock=lambda: clk.wall, cpu_clock=lambda: clk.cpu)
+    adm = Admission(max_streams=8, e2e_budget_ms=1000.0, max_cpu=0.95, monitor=mon, forecast=True, settle_s=5.0)
+    assert adm.try_admit().admitted  # the first stream: nothing measured yet
+    clk.run(2.0, 1.0)
+    assert adm.check().admitted and adm.stream_share is None  # not settled: no share measured yet
+    clk.run(4.0, 1.0)  # one stream has kept one of the two cores busy for 6 s
+    d = adm.check()
+    assert not d.admitted and d.kind == "cpu_forecast" and adm.stream_share == pytest.approx(0.5)
+    assert "server full" in d.reason and "50%" in d.reason and "100%" in d.reason and "95%" in d.reason
+
+    # A machine where a stream takes a quarter of the cores: two more fit, the fourth does not.
+    clk2 = _Clocks()
+    mon2 = LoadMonitor(window_s=10.0, cores=2, clock=lambda: clk2.wall, cpu_clock=lambda: clk2.cpu)
+    adm2 = Admission(max_streams=8, e2e_budget_ms=1000.0, max_cpu=0.95, monitor=mon2, forecast=True)
+    assert adm2.try_admit().admitted
+    clk2.run(6.0, 0.5)
+    assert adm2.try_admit().admitted and adm2.stream_share == pytest.approx(0.25)
+    # just after a change, the last measured share stands in: a burst of clients is forecast too
+    assert adm2.try_admit().admitted and adm2.active == 3
+    d = adm2.check()
+    assert not d.admitted and d.kind == "cpu_forecast"  # 4 x 25% = 100% > 95%
+    adm2.release()
+    clk2.run(6.0, 0.5 * 2)  # two streams, a quarter of the cores each
+    assert adm2.check().admitted and adm2.stream_share == pytest.approx(0.25)
+
+    # Without the forecast, the same load is admitted (the measured CPU is under max_cpu).
+    clk3 = _Clocks()
+    mon3 = LoadMonitor(window_s=10.0, cores=2, clock=lambda: clk3.wall, cpu_clock=lambda: clk3.cpu)
+    adm3 = Admission(max_streams=8, e2e_budget_ms=1000.0, max_cpu=0.95, monitor=mon3, forecast=False)
+    assert adm3.try_admit().admitted
+    clk3.run(6.0, 1.0)
+    assert adm3.check().admitted
+
+
 def _real_jpeg() -> bytes:
     import av
 
