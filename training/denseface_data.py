@@ -38,7 +38,7 @@ def engine_crops(
 ) -> tuple[np.ndarray, int]:
     """uint8 [N, h, w] stills -> (uint8 [N, size, size] crops through the engine's face path, how many
     fell back to the still's own square because the detector found no face)."""
-    from models.encoders.face import FaceBox, FaceDetector, crop_face
+    from models.encoders.face import FaceBox, FaceDetector, FaceSelector, crop_face
 
     from .face_views import CANVAS, FACE, still_views
 
@@ -46,13 +46,13 @@ def engine_crops(
     own = FaceBox(off, off, off + FACE, off + FACE, 0.0, ())
     out = np.zeros((len(stills), size, size), np.uint8)
     fallback = 0
+    select = FaceSelector("largest")  # the engine's choice among a frame's faces
     with FaceDetector() as det:
         for i, (img, key) in enumerate(zip(stills, keys, strict=True)):
             frame = still_views(img, 1, key)[0]
-            boxes = det.detect(frame)
-            box = max(boxes, key=lambda b: b.area) if boxes else own
-            fallback += not boxes
-            out[i] = crop_face(frame, box, margin, size)
+            box = select(det.detect(frame))
+            fallback += box is None
+            out[i] = crop_face(frame, box or own, margin, size)
     return out, fallback
 
 
@@ -71,8 +71,8 @@ def load_fer4(
     ``npz`` is the bundled stills (``images``, ``label``, ``split``, ``name``), a crops file this
     function cached before (``crops``, ``label``, ``split``, ``fallback``) or one ``pack`` wrote (the
     crops as JPEG): the last two are self-contained, so a machine without the stills or the face
-    detector (a GPU box) trains from them. ``limit`` keeps the
-    first ``limit`` faces of each class in each split (tests and quick checks)."""
+    detector (a GPU box) trains from them. ``limit`` keeps the first ``limit`` faces of each class in
+    each split (tests and quick checks)."""
     npz = Path(npz)
     if not npz.is_file():
         raise FileNotFoundError(f"{npz} not found; the bundled FER2013 faces are data/fer2013-4class.npz")

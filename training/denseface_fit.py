@@ -22,15 +22,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.encoders.denseface import DenseFace, DenseFaceConfig, preprocess, save_denseface
+from models.encoders.denseface import MEAN, STD, DenseFace, DenseFaceConfig, preprocess, save_denseface
 from models.metrics import classification_metrics
+
+BLACK = (0.0 - MEAN) / STD  # a black pixel, normalised
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Normalised [N, 1, 64, 64] -> the same faces flipped (half), rotated (+-10 deg), scaled (0.9-1.1),
     shifted (+-4 px) and re-lit (contrast 0.8-1.2, brightness +-0.25 std), each draw from ``gen``."""
     n = x.shape[0]
-    u = torch.rand(n, 6, generator=gen).to(x.device)  # drawn on the CPU: the same faces on any device
+    u = torch.rand(n, 5, generator=gen).to(x.device)  # drawn on the CPU: the same faces on any device
     angle = (u[:, 0] * 2 - 1) * math.radians(10.0)
     scale = 0.9 + 0.2 * u[:, 1]
     shift = (u[:, 2:4] * 2 - 1) * (4.0 / 32.0)  # affine_grid works in [-1, 1]: 32 px per unit at 64 px
@@ -39,8 +41,8 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
                          torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)  # fmt: skip
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    pad = float(x.min())  # the darkest value: a border, not a grey frame
-    y = F.grid_sample(x - pad, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + pad
+    # what enters from outside the crop is black, as crop_face pads a face at the frame's edge
+    y = F.grid_sample(x - BLACK, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + BLACK
     light = torch.rand(n, 2, generator=gen).to(x.device)
     contrast = (0.8 + 0.4 * light[:, 0]).view(n, 1, 1, 1)
     bright = ((light[:, 1] * 2 - 1) * 0.25).view(n, 1, 1, 1)

@@ -30,7 +30,6 @@ import argparse
 import csv
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,16 +37,11 @@ import numpy as np
 from models.encoders.denseface import FERPLUS_CLASSES, INPUT_SIZE, DenseFaceConfig
 from models.labels import FOUR_CLASSES
 
+from .denseface_data import FaceSplit
 from .denseface_fit import fit
 
 VOTE_COLUMNS: tuple[str, ...] = (*FERPLUS_CLASSES, "unknown", "NF")
 SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
-
-
-@dataclass
-class FerPlusSplit:
-    images: np.ndarray  # uint8 [N, 64, 64]
-    labels: np.ndarray  # int64 [N], index into FERPLUS_CLASSES
 
 
 def majority_label(votes: list[float]) -> int | None:
@@ -68,7 +62,7 @@ def _resize(img48: np.ndarray) -> np.ndarray:
     return cv2.resize(img48, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
 
 
-def load_ferplus(fer2013: str | Path, ferplus: str | Path) -> dict[str, FerPlusSplit]:
+def load_ferplus(fer2013: str | Path, ferplus: str | Path) -> dict[str, FaceSplit]:
     """Read both CSVs into train/val/test splits of 64x64 faces with majority-vote labels."""
     fer2013, ferplus = Path(fer2013), Path(ferplus)
     for p in (fer2013, ferplus):
@@ -98,7 +92,7 @@ def load_ferplus(fer2013: str | Path, ferplus: str | Path) -> dict[str, FerPlusS
         data[split][0].append(_resize(pix.reshape(48, 48).clip(0, 255).astype(np.uint8)))
         data[split][1].append(label)
     return {
-        s: FerPlusSplit(
+        s: FaceSplit(
             np.stack(imgs) if imgs else np.zeros((0, INPUT_SIZE, INPUT_SIZE), np.uint8),
             np.array(labels, dtype=np.int64),
         )

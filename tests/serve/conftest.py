@@ -1,8 +1,8 @@
 """A real ``python -m engine.serve`` process on 127.0.0.1 (a free port), shared by the tests of this folder.
 
 Limits are lowered so that each fault is cheap to provoke: 2 streams, 256 KiB messages, a 3 s start
-timeout, 4 sockets waiting to start; admission by measured load is lifted (see the command below). The
-token is set (from the environment), so every client here also proves that the token check lets it in.
+timeout, 4 sockets waiting to start, a 1.5 s latency budget (see the command below). The token is set
+(from the environment), so every client here also proves that the token check lets it in.
 """
 
 from __future__ import annotations
@@ -59,12 +59,12 @@ class RunningServer:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
-    def wait_ready(self, timeout: float = 15.0) -> None:
-        """Until a new stream would be admitted: the load an earlier test left (admission looks back
-        ``load_window_s``) has passed."""
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the server is quiet: every stream an earlier test opened has ended (its engine closed),
+        and a new stream would be admitted (the load it left, over ``load_window_s``, has passed)."""
         deadline = time.monotonic() + timeout
-        while self.get("/readyz", token=None)[0] != 200:
-            assert time.monotonic() < deadline, self.get("/readyz", token=None)
+        while self.metrics()["emotion_active_streams"] > 0 or self.get("/readyz", token=None)[0] != 200:
+            assert time.monotonic() < deadline, (self.metrics()["emotion_active_streams"], self.get("/readyz"))
             time.sleep(0.2)
 
     def rss_mb(self) -> float:
@@ -105,14 +105,13 @@ def server() -> Iterator[RunningServer]:
         "idle_timeout_s=10",
         "--set",
         "max_pending=4",
-        # These tests check the protocol and its limits, not admission by measured load (Admission's own
-        # test in test_units, and benchmarks/serve_load --beyond): on a slow 2-core machine one audio+video
-        # stream alone reaches an e2e p95 near 1 s, which would turn their expected close codes into 1013
-        # "server loaded". The start-count limits (max_streams, max_pending) stay as they are.
+        # The latency budget is the good stream's bound in the hostile and fuzz tests (1.5 s), not the
+        # default 1 s: on a slow 2-core machine one audio+video stream alone nears an e2e p95 of 1 s, which
+        # would turn the protocol tests' expected close codes into 1013 "server loaded"; above it, the
+        # fuzzed streams are still refused, so they never bury the good stream. No CPU forecast: it would
+        # refuse the second stream these tests need on such a machine (Admission's own test: test_units).
         "--set",
-        "e2e_budget_ms=60000",
-        "--set",
-        "max_cpu=1.0",
+        "e2e_budget_ms=1500",
         "--set",
         "forecast_cpu=false",
         "--log-level",

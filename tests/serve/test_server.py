@@ -20,8 +20,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(autouse=True)
 def _no_load_left(server: RunningServer) -> None:
-    """Each test starts once the server answers ``/readyz`` 200: the streams an earlier test left (the
-    hostile and fuzz tests share this server) have ended and their slots are free."""
+    """Each test starts on a quiet server (``RunningServer.wait_ready``): the streams an earlier test left
+    (the hostile and fuzz tests share this server) have ended and their load has passed."""
     server.wait_ready()
 
 
