@@ -4,7 +4,8 @@ A window is processed once every live modality has media past its end (fast repl
 live: at most ``queues.live_wait_s`` late), in order, one at a time. Processing runs in a worker
 thread (``WindowProcessor``: health, speech features, the window's recognition pass, text features,
 fusion). Live, a window that starts more than ``asr.max_lag_s`` after its media arrived gets no
-recognition pass, so the stream keeps up instead of falling further behind.
+recognition pass, so the stream keeps up instead of falling further behind; the final window always
+gets one (it commits the stream's last words).
 """
 
 from __future__ import annotations
@@ -89,9 +90,10 @@ class WindowLoop:
         records = media.video.slice(spec.t_start, spec.t_end)
         reasons = {m: media.down_reason(m, spec.t_start, spec.t_end) for m in MODALITIES}
         lag = time.monotonic() - t_ready if self.realtime else 0.0
-        skip_asr = (
-            f"ASR lagging: window started {lag:.1f} s after its media" if lag > self.cfg.asr.max_lag_s else ""
-        )
+        # The final window always gets its pass: it commits the stream's tentative words, and no later
+        # window waits behind it (skipped, the stream's last words would be lost).
+        lagging = lag > self.cfg.asr.max_lag_s and not spec.final
+        skip_asr = f"ASR lagging: window started {lag:.1f} s after its media" if lagging else ""
         pcm_t = media.audio.first_sample(spec.t_start, spec.t_end)
         span = self.cfg.asr.span(self.cfg.window.window_s)
         asr_audio = None

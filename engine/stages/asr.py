@@ -30,7 +30,7 @@ Stitching across overlapping windows:
   segment end always runs, so the segment's words are decoded with all of it.
 - **Lag policy.** In live mode a pass that would start more than ``max_lag_s`` after its audio arrived
   is skipped (the next window re-hears most of that audio): text then reads "ASR lagging", which is
-  not the same as "no speech".
+  not the same as "no speech". The stream's final window is never skipped: it commits the last words.
 
 ``StreamingASR`` is synchronous and owns the word lists: the window loop runs one step per window, in
 order, and reads the lists between steps. Nothing else writes them.

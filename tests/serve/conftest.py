@@ -1,8 +1,8 @@
 """A real ``python -m engine.serve`` process on 127.0.0.1 (a free port), shared by the tests of this folder.
 
 Limits are lowered so that each fault is cheap to provoke: 2 streams, 256 KiB messages, a 3 s start
-timeout, 4 sockets waiting to start, a 1.5 s latency budget (see the command below). The token is set
-(from the environment), so every client here also proves that the token check lets it in.
+timeout, 4 sockets waiting to start; admission by measured load is lifted (see the command below). The
+token is set (from the environment), so every client here also proves that the token check lets it in.
 """
 
 from __future__ import annotations
@@ -105,13 +105,15 @@ def server() -> Iterator[RunningServer]:
         "idle_timeout_s=10",
         "--set",
         "max_pending=4",
-        # The latency budget is the good stream's bound in the hostile and fuzz tests (1.5 s), not the
-        # default 1 s: on a slow 2-core machine one audio+video stream alone nears an e2e p95 of 1 s, which
-        # would turn the protocol tests' expected close codes into 1013 "server loaded"; above it, the
-        # fuzzed streams are still refused, so they never bury the good stream. No CPU forecast: it would
-        # refuse the second stream these tests need on such a machine (Admission's own test: test_units).
+        # These tests check the protocol and its limits, not admission by measured load (Admission's own
+        # tests in test_units run on controlled clocks; benchmarks/serve_load measures capacity): on a slow
+        # 2-core machine one audio+video stream alone reads an e2e p95 of 1-3 s, which would turn their
+        # expected close codes into 1013 "server loaded". The start-count limits (max_streams=2,
+        # max_pending) stay, so at most one other stream ever runs beside a test's good stream.
         "--set",
-        "e2e_budget_ms=1500",
+        "e2e_budget_ms=60000",
+        "--set",
+        "max_cpu=1.0",
         "--set",
         "forecast_cpu=false",
         "--log-level",
