@@ -225,3 +225,59 @@ def mosi_section(report: dict[str, Any]) -> list[str]:
         "",
         mosi["markdown"],
     ]
+
+
+def speech_calibration_section(report: dict[str, Any]) -> list[str]:
+    """The speech expert on every held-out speaker (out of fold) and on a corpus it never heard
+    (``training.speech_calibration``)."""
+    sc = report.get("speech_calibration")
+    if not sc:
+        return []
+    title = "## The speech expert on speakers and corpora it never heard"
+    if "error" in sc:
+        return ["", title, "", f"Not measured: {sc['error']}."]
+    oof, cross = sc["out_of_fold"], sc["across_corpora"]
+    lines = [
+        "",
+        title,
+        "",
+        "Each speech utterance read once by a head fitted as the recipe fits it (C chosen and temperature "
+        "fitted on its own validation speakers) that never heard its speaker: out of fold over the "
+        "leave-speakers-out folds, and across corpora (a head fitted on one corpus reads every speaker of "
+        "the other). `python -m training.speech_calibration --store FEATURES` writes the same.",
+        "",
+        "| readings | n | UAR | ECE, T = 1 | ECE, the recipe's T | calibrated at this n: mean / p95 | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in [k for k in ("ravdess", "emodb", "all") if k in oof]:
+        none, val = oof[key]["none"], oof[key]["val"]
+        lines.append(
+            f"| out of fold, {key} | {val['n']} | {_pct(val['uar'])} | {none['ece']:.3f} | "
+            f"{val['ece']:.3f} | {_floor(val)} | {_p(val)} |"
+        )
+    for key, d in cross.items():
+        none, val = d["none"], d["val"]
+        lines.append(
+            f"| {key} | {val['n']} | {_pct(val['uar'])} | {none['ece']:.3f} | {val['ece']:.3f} | "
+            f"{_floor(val)} | {_p(val)} |"
+        )
+    fitted = {k: d["fitted_on_target"]["temperature"] for k, d in cross.items() if "fitted_on_target" in d}
+    if fitted:
+        lines += [
+            "",
+            "Temperature that would calibrate the head on the other corpus (fitted there, for this table "
+            "only): " + ", ".join(f"{k} {t:.1f}" for k, t in fitted.items()) + ".",
+        ]
+    if "all" in oof and fitted:
+        val = oof["all"]["val"]
+        sure = [cross[k]["val"]["mean_top_prob"] for k in fitted]
+        right = [cross[k]["val"]["uar"] for k in fitted]
+        lines += [
+            "",
+            "On held-out speakers of the corpora it was fitted on, the speech expert reads ECE "
+            f"{val['ece']:.3f} (a calibrated model reads {val['ece_floor']:.3f} at n = {val['n']}). On a "
+            f"corpus it never heard it is right on {_pct(min(right))}-{_pct(max(right))}% (UAR) while its "
+            f"top probability averages {min(sure):.2f}-{max(sure):.2f}: in the product its mistakes there "
+            "weigh as much as its right answers.",
+        ]
+    return lines

@@ -85,9 +85,6 @@ def fit_head(
 
     modality, pool = HEADS[name]
     xtr, ytr, itr = pooled(train, modality, pool)
-    # text: balanced within each corpus (scripted sentences -> the prior); speech: balanced over all
-    groups = [train[i].corpus for i in itr] if name == "text" else [""] * len(itr)
-    weights = balanced_weights(groups, ytr, num_classes)
     if name == "text":  # chosen and calibrated on words said for their meaning (MELD dev), not on the
         # scripted, emotionally neutral sentences of the acted speech corpora
         free = [s for s in val if not (s.lengths or {}).get("audio", 0)]
@@ -95,6 +92,9 @@ def fit_head(
     xva, yva, _ = pooled(val, modality, pool)
     if len(ytr) == 0 or len(yva) == 0 or len(np.unique(ytr)) < num_classes:
         return None
+    # text: balanced within each corpus (scripted sentences -> the prior); speech: balanced over all
+    groups = [train[i].corpus for i in itr] if name == "text" else [""] * len(itr)
+    weights = balanced_weights(groups, ytr, num_classes)
     # A dimension that is constant over the training set (MiniLM has a few) is left centred, not scaled:
     # dividing float noise by a near-zero deviation would let the regression fit it, and the engine's
     # linear path would multiply any later deviation by millions.

@@ -8,7 +8,13 @@ from typing import Any
 from models.checkpoint import load_checkpoint
 from models.fusion_meta import FusionMeta
 
-from .card_fusion import calibration_section, comparison_section, mosi_section, rule_section
+from .card_fusion import (
+    calibration_section,
+    comparison_section,
+    mosi_section,
+    rule_section,
+    speech_calibration_section,
+)
 
 CORPUS_NOTES = {
     "ravdess": "RAVDESS speech (23 actors; actor 05 withheld by the data provider), CC BY-NC-SA 4.0",
@@ -213,6 +219,7 @@ def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = Non
             ],
         ]
     lines += calibration_section(cal, test)
+    lines += speech_calibration_section(report)
     lines += mosi_section(report)
     lines += [
         "",

@@ -13,7 +13,8 @@ Steps (each resumable: rerunning skips what is done):
    on validation.
 3. **Ablate** face pairing (``data.pair_faces=0``) on the same split: with and without, measured.
 4. **Cross-validate** over speakers: RAVDESS and EmoDB speakers in ``--folds`` leave-speakers-out folds,
-   every fold a full training run; each speaker is tested exactly once.
+   every fold a full training run; each speaker is tested exactly once. On the same folds, the speech
+   expert's calibration on every held-out speaker, and across corpora (``training.speech_calibration``).
 5. **Evaluate the live engine** (``engine.evaluate``) on the bundled CREMA-D clips with the new model,
    under its fusion rule and under the other one.
 6. **CM-ARR's reconstruction on real pairs**: ``benchmarks.mosi`` on CMU-MOSI when ``--data`` has it.
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .model_card import render_card
+from .speech_calibration import speech_calibration
 from .train import load_train_config, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         aggregate = aggregate_folds([s["test_report"] for s in fold_summaries])
         report["cv"] = {"folds": folds, "aggregate": aggregate}
         timings["cv_s"] = round(sum(s.get("wall_seconds", 0.0) for s in fold_summaries), 1)
+        # The speech expert alone, on the same folds and across corpora (logistic regressions: seconds).
+        try:
+            report["speech_calibration"] = speech_calibration(store, config, folds)
+        except ValueError as e:  # a fold without every class for a head: said in the report, not fatal
+            report["speech_calibration"] = {"error": str(e)}
     t = time.perf_counter()
     report["engine_cremad"] = evaluate_engine(ckpt, out)
     report["engine_cremad_video"] = evaluate_engine(ckpt, out, "video")

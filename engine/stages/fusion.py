@@ -111,10 +111,13 @@ def load_fusion_model(
             identity = f"{identity}+{rule}"
         if rule:
             key = f"{key}-{rule}"  # the exported graph differs per rule
-        tw = cfg.fusion.text_weight
-        if tw is not None:
-            set_text_weight(model, float(tw), rule)
-            identity, key = f"{identity}+text{float(tw):g}", f"{key}-text{float(tw):g}"
+        weights = expert_weights(cfg)
+        for name, w in weights.items():
+            set_expert_weight(model, name, w, rule)
+            identity, key = f"{identity}+{name}{w:g}", f"{key}-{name}{w:g}"
+        if weights:  # the exponent table itself keys the exported graph, not only the values asked for
+            table = model.product_gate.detach().cpu().numpy().tobytes()
+            key = f"{key}-{hashlib.sha256(table).hexdigest()[:8]}"
         return FusionModel(
             model,
             identity,
@@ -142,22 +145,36 @@ def load_fusion_model(
     torch.manual_seed(cfg.seed)
     model = model_cls(mc).eval()
     rule = apply_fusion_rule(model, cfg.fusion.rule, str(cfg.model_config))
-    if cfg.fusion.text_weight is not None:
-        set_text_weight(model, float(cfg.fusion.text_weight), rule)
+    for name, w in expert_weights(cfg).items():
+        set_expert_weight(model, name, w, rule)
     key = "untrained-" + hashlib.sha256(
         (str(to_dict(mc)) + _weights_hash(model) + rule).encode()
     ).hexdigest()[:24]
     return FusionModel(model, UNTRAINED, key, False, tuple(mc.class_names), dims, fusion_rule=rule)
 
 
-def set_text_weight(model: torch.nn.Module, weight: float, rule: str) -> None:
-    """The product rule's text exponent wherever words meet another modality (``fusion.text_weight``)."""
+# expert -> (its column in the product's [8, 3] exponent table, the availability rows 4*t + 2*a + v it
+# weighs in): text wherever words meet another modality (tv, ta, tav); speech wherever a voice meets a
+# face (av, tav). Speech with its own words alone (ta) keeps the checkpoint's exponent: there the
+# attention path, fitted on real speech-with-words pairs, is scaled against it.
+EXPERT_ROWS = {"text": (0, (5, 6, 7)), "speech": (1, (3, 7))}
+
+
+def expert_weights(cfg: EngineConfig) -> dict[str, float]:
+    """The exponents the config sets (``fusion.text_weight``, ``fusion.speech_weight``), by expert."""
+    asked = {"text": cfg.fusion.text_weight, "speech": cfg.fusion.speech_weight}
+    return {name: float(w) for name, w in asked.items() if w is not None}
+
+
+def set_expert_weight(model: torch.nn.Module, expert: str, weight: float, rule: str) -> None:
+    """The product rule's exponent of ``expert`` in the availability sets of ``EXPERT_ROWS``."""
     if rule != "product":
-        raise ValueError(f"fusion.text_weight applies to the product rule; this model fuses by {rule!r}")
+        raise ValueError(f"fusion.{expert}_weight applies to the product rule; this model fuses by {rule!r}")
+    col, rows = EXPERT_ROWS[expert]
     gate = model.product_gate  # type: ignore[attr-defined]
     with torch.no_grad():
-        for row in (5, 6, 7):  # rows 4*t + 2*a + v of tv, ta and tav: text with another modality
-            gate[row, 0] = weight
+        for row in rows:
+            gate[row, col] = weight
 
 
 def apply_fusion_rule(model: torch.nn.Module, rule: str, where: str) -> str:

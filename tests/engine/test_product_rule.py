@@ -51,14 +51,16 @@ def _windows(meta: FusionMeta, n: int, seed: int) -> list[dict[str, np.ndarray]]
 
 
 def _closed_form(
-    meta: FusionMeta, extra: dict, w: dict[str, np.ndarray], cond: str, text_weight: float | None = None
+    meta: FusionMeta, extra: dict, w: dict[str, np.ndarray], cond: str, asked: dict[str, float] | None = None
 ) -> np.ndarray:
     product = extra["calibration"]["rules"]["product"]
     prior = product["prior"]
     priors = {m: np.asarray(p) for m, p in prior["priors"].items()}
     weights = dict(product["expert_weights"]["weights"][cond])  # 1 unless real paired data fitted less
-    if text_weight is not None and "t" in cond and len(cond) > 1:
-        weights["text"] = text_weight  # fusion.text_weight: words next to another modality
+    for m, weight in (asked or {}).items():  # fusion.text_weight: words next to another modality;
+        meets = len(cond) > 1 if m == "text" else "v" in cond  # fusion.speech_weight: a voice next to a face
+        if m[0] in cond and meets:
+            weights[m] = weight
     c = len(meta.class_names)
     log_p = np.log(np.full(c, 1.0 / c))  # the target prior: uniform
     for m in MODALITIES:
@@ -110,21 +112,31 @@ def test_the_product_rule_matches_its_closed_form_for_every_set_on_every_backend
             assert np.max(np.abs(got - want)) < TOL, (backend, i, cond, got, want)
 
 
-def test_text_weight_sets_the_words_exponent_next_to_other_modalities():
-    fm, meta, extra = _load("checkpoint", "fusion.text_weight=1")
-    assert fm.identity.endswith("+text1") and fm.cache_key.endswith("-text1")
+@pytest.mark.parametrize(
+    ("key", "asked", "suffix"),
+    [
+        ("text_weight=1", {"text": 1.0}, "text1"),
+        ("speech_weight=0.4", {"audio": 0.4}, "speech0.4"),
+    ],
+)
+def test_an_experts_weight_sets_its_exponent_next_to_other_modalities(key, asked, suffix):
+    """fusion.text_weight / fusion.speech_weight: that expert's exponent wherever words meet another
+    modality / a voice meets a face, everything else as the checkpoint fitted it."""
+    fm, meta, extra = _load("checkpoint", f"fusion.{key}")
+    assert fm.identity.endswith(f"+{suffix}") and f"-{suffix}-" in fm.cache_key  # then the table's hash
     with torch.no_grad():
         fm.model.product_deep_gate.zero_()  # the rule itself
     stage = FusionStage(fm, create_backend("torch", fm.model, fm.cache_key))
     for w in _windows(meta, 2, seed=4):
         for cond, avail in CONDITIONS.items():
             got = stage(w, np.asarray(avail, np.float32))
-            want = _closed_form(meta, extra, w, cond, text_weight=1.0)
+            want = _closed_form(meta, extra, w, cond, asked)
             assert np.max(np.abs(got - want)) < TOL, (cond, got, want)
-    with pytest.raises(ValueError, match="text_weight"):
-        load_engine_config(None, ["fusion.text_weight=2"])
+    name = key.split("=")[0]
+    with pytest.raises(ValueError, match=name):
+        load_engine_config(None, [f"fusion.{name}=2"])
     with pytest.raises(ValueError, match="applies to the product rule"):
-        _load("learned", "fusion.text_weight=1")
+        _load("learned", f"fusion.{key}")
 
 
 def test_the_learned_rule_is_the_same_checkpoint_under_another_name_and_graph():
