@@ -41,6 +41,13 @@ def fit_temperature(
     return float(np.exp(res.x))
 
 
+def ece_entry(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """ECE with what sampling alone gives at this size (``models.metrics.calibration_check``), rounded."""
+    c = calibration_check(probs, y)
+    return {"ece": round(c.ece, 4), "ece_floor": round(c.floor, 4), "ece_floor_p95": round(c.floor_p95, 4),
+            "p_calibrated": round(c.p_calibrated, 3)}
+
+
 def ece_report(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, float]:
     """ECE before (T = 1) and after temperature scaling, and the accuracy (unchanged by T). Also, after
     the temperature, the ECE a perfectly calibrated model with the same probabilities shows at this size

@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.metrics import calibration_check
 from models.modalities import MODALITIES
 
-from .calibrate import softmax
+from .calibrate import ece_entry, softmax
 
 PRIORS = ("train", "uniform")
 AUTO_MARGIN = 0.005  # product_prior=auto: how much better "train" must do on validation to be chosen
@@ -127,20 +126,13 @@ def expert_calibration(report: Any, meta: Any) -> dict[str, Any]:
             if corpus in speech:
                 continue  # the engine never meets the words of a speech corpus without their voice
         m = classification_metrics(y, p.argmax(1), p.shape[1])
-        out[key] = {"expert": name, "n": int(len(y)), "uar": round(m.uar, 4), **_ece_entry(p, y)}
+        out[key] = {"expert": name, "n": int(len(y)), "uar": round(m.uar, 4), **ece_entry(p, y)}
     return {"experts": out, "text_spread": text_spread}
-
-
-def _ece_entry(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """ECE with what sampling alone gives at this size (``models.metrics.calibration_check``)."""
-    c = calibration_check(probs, y)
-    return {"ece": round(c.ece, 4), "ece_floor": round(c.floor, 4), "ece_floor_p95": round(c.floor_p95, 4),
-            "p_calibrated": round(c.p_calibrated, 3)}
 
 
 def fused_ece(report: Any, temperature: float) -> dict[str, dict[str, float]]:
     """Fused ECE per validation entry after the temperature, with its sampling floor at that size."""
-    return {k: _ece_entry(softmax(sc.logits / temperature), sc.y) for k, sc in report.scored.items()}
+    return {k: ece_entry(softmax(sc.logits / temperature), sc.y) for k, sc in report.scored.items()}
 
 
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from models.metrics import calibration_check, classification_metrics
+from models.metrics import classification_metrics
 
-from .calibrate import fit_temperature, log_softmax, softmax
+from .calibrate import ece_entry, fit_temperature, log_softmax, softmax
 from .experts import fit_head, pooled
 
 SPEECH = ("audio", "mean_std")
@@ -48,21 +48,17 @@ def _readings(head: Any, samples: list) -> tuple[np.ndarray, np.ndarray, list[st
     return head.logits(x), y, [samples[i].corpus for i in idx]
 
 
-def score(z: np.ndarray, y: np.ndarray, t: float, num_classes: int) -> dict[str, Any]:
-    """UAR, ECE (with its sampling floor) and mean NLL of softmax(z / t)."""
-    if not len(y):
-        return {"n": 0}
-    p = softmax(z / t)
-    c = calibration_check(p, y)
-    nll = float(-log_softmax(z / t)[np.arange(len(y)), y].mean())
+def score(z: np.ndarray, y: np.ndarray, t: float | None, num_classes: int) -> dict[str, Any]:
+    """UAR, ECE (with its sampling floor) and mean NLL of softmax(z / t); ``t`` None: ``z`` is already
+    scaled (a temperature per fold), so no single temperature is reported."""
+    scaled = z if t is None else z / t
+    p = softmax(scaled)
+    nll = float(-log_softmax(scaled)[np.arange(len(y)), y].mean())
     return {
         "n": int(len(y)),
-        "temperature": round(float(t), 4),
+        **({} if t is None else {"temperature": round(float(t), 4)}),
         "uar": round(classification_metrics(y, p.argmax(1), num_classes).uar, 4),
-        "ece": round(c.ece, 4),
-        "ece_floor": round(c.floor, 4),
-        "ece_floor_p95": round(c.floor_p95, 4),
-        "p_calibrated": round(c.p_calibrated, 3),
+        **ece_entry(p, y),
         "nll": round(nll, 4),
         "mean_top_prob": round(float(p.max(1).mean()), 4),
     }
@@ -98,12 +94,11 @@ def out_of_fold(cfg_for: Any, folds: list[list[str]], corpora: tuple[str, ...]) 
         y = np.concatenate([p["y"][m] for p, m in sel])
         if not len(y):
             continue  # a speech corpus the store does not hold
-        scaled = {
-            "none": np.concatenate([p["z"][m] for p, m in sel]),
-            "val": np.concatenate([p["z"][m] / p["t_val"] for p, m in sel]),
-            "pooled": np.concatenate([p["z"][m] / p["t_pooled"] for p, m in sel]),
+        out[which] = {
+            "none": score(z, y, 1.0, num_classes),
+            **{key: score(np.concatenate([p["z"][m] / p[f"t_{key}"] for p, m in sel]), y, None, num_classes)
+               for key in ("val", "pooled")},
         }
-        out[which] = {k: score(v, y, 1.0, num_classes) for k, v in scaled.items()}
         out[which]["pooled_on_itself"] = score(z, y, fit_temperature([z], [y]), num_classes)  # the floor T
     return out
 
