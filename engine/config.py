@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.backends import available_backends  # the one registry of backend names
 from models.config_io import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "engine" / "default.yaml"
-BACKENDS = ("onnxruntime", "torch", "tensorrt")
 # The trained model that ships with the repository (models/assets/cmarr_offline_v3.md is its card).
 SHIPPED_CHECKPOINT = "models/assets/cmarr_offline_v3.safetensors"
 # The fusion model families that ship, for ``--model NAME``: (trained checkpoint, architecture of the
@@ -177,8 +177,8 @@ class BackendConfig:
     calibration: str | None = None  # tensorrt int8: .npz of real window inputs to calibrate on
 
     def __post_init__(self) -> None:
-        if self.name not in BACKENDS:
-            raise ValueError(f"backend name must be one of {BACKENDS}, got {self.name!r}")
+        if self.name not in available_backends():
+            raise ValueError(f"backend name must be one of {available_backends()}, got {self.name!r}")
         if self.threads < 1:
             raise ValueError(f"backend.threads must be >= 1, got {self.threads}")
         if self.graph_optimization not in ("disable", "basic", "extended", "all"):

@@ -28,10 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .modalities import CONDITIONS
+from .modalities import CONDITIONS, INPUT_NAMES
 
-INPUT_NAMES = ("text", "text_mask", "audio", "audio_mask", "video", "video_mask", "avail")
-OUTPUT_NAMES = ("logits", "features", "mu", "var")
 DEFAULT_TOLERANCE = 1e-4
 log = logging.getLogger("models.export")
 
@@ -45,14 +43,17 @@ class FusionGraph(nn.Module):
 
     def forward(self, text, text_mask, audio, audio_mask, video, video_mask, avail):  # noqa: ANN001
         out = self.model(text, text_mask, audio, audio_mask, video, video_mask, avail)
-        if hasattr(out, "features"):  # CM-ARR
-            return out.logits, out.features, out.mu, out.var
-        return out.logits, out.representation  # CIDer
+        return tuple(getattr(out, name) for name in output_names_for(self.model))
 
 
 def output_names_for(model: nn.Module) -> tuple[str, ...]:
-    """CM-ARR: logits, features, mu, var. CIDer: logits, representation. Logits always come first."""
-    return OUTPUT_NAMES if model.__class__.__name__ == "CMARR" else ("logits", "representation")
+    """The model family's own ``OUTPUT_NAMES`` (fields of its output record); logits always come first.
+    CM-ARR: logits, features, mu, var. CIDer: logits, representation."""
+    names = getattr(model, "OUTPUT_NAMES", None)
+    if not names or names[0] != "logits":
+        raise TypeError(f"{type(model).__name__} declares no OUTPUT_NAMES starting with 'logits'; "
+                        "a fusion model family lists the output fields its graph returns")
+    return tuple(names)
 
 
 def example_inputs(dims: dict[str, int], batch: int, lengths: dict[str, int], avail: Any,
@@ -96,6 +97,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, exporter: s
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
+    output_names_for(model)  # a model that names no outputs is refused before any exporter runs
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 MODALITIES: tuple[str, str, str] = ("text", "audio", "video")
 SHORT: dict[str, str] = {"text": "t", "audio": "a", "video": "v"}
+# The inputs of every exported fusion graph, in this order: each modality's frames and their bool mask,
+# then the availability mask [B, 3].
+INPUT_NAMES: tuple[str, ...] = (*(n for m in MODALITIES for n in (m, f"{m}_mask")), "avail")
 
 # The six missing conditions of the paper (by available set) plus full, in the paper's table order.
 # Each value is the availability mask in MODALITIES order.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.checkpoint import file_sha256
+from models.files import file_sha256
 from models.labels import FOUR_CLASSES
 
 FER4_SPLITS = ("train", "val", "test")

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import load_fusion_checkpoint, save_checkpoint
 from models.cmarr import FUSION_RULES
-from models.fusion_meta import ExpertHead, FusionMeta
+from models.fusion_meta import ExpertHead
 from models.metrics import classification_metrics
 from models.modalities import CONDITIONS
 
@@ -66,12 +66,12 @@ def finalize_checkpoint(
     ``attention_min_gain``: see ``fit_deep_gates``; ``refit_expert_weights``: after the attention gates,
     refit the per-set expert weights on validation (``training.expert_weights``). A CM-ARR with expert
     paths gets both rules fitted (``fit_rules``); its config's ``fusion_rule`` stays its default."""
-    ck = load_checkpoint(path)
+    ck = load_fusion_checkpoint(path)
     model = ck.model.to(device)
     adapter = get_adapter(ck.model_type)
     rules: dict[str, Any] = {}
     has_rules = bool(getattr(model.config, "pooled_skip", False))
-    meta = FusionMeta.from_extra(ck.extra)
+    meta = ck.meta
     heads: dict[str, ExpertHead] = {}
     head_info: dict[str, Any] = {}
     for name, fitted in (experts or {}).items():
@@ -249,8 +249,8 @@ def natural_test_report(
 ) -> dict[str, Any]:
     """Per (corpus, condition): fused WAR/UAR/confusion, ECE before/after, every expert, the best one;
     for a model with a choice of fusion rule, also the UAR and WAR under each rule (``rules``)."""
-    ck = load_checkpoint(path)
-    meta = FusionMeta.from_extra(ck.extra)
+    ck = load_fusion_checkpoint(path)
+    meta = ck.meta
     norm = Normalizer.from_dict(meta.normalization)
     model = ck.model.to(device)
     adapter = get_adapter(ck.model_type)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.checkpoint import load_checkpoint
-from models.fusion_meta import FusionMeta
+from models.checkpoint import load_fusion_checkpoint
 
 from .card_fusion import (
     calibration_section,
@@ -86,8 +85,8 @@ def _engine_section(title: str, eng: dict[str, Any]) -> list[str]:
 
 def render_card(report: dict[str, Any], checkpoint: Path, name: str | None = None) -> str:
     """Markdown card of ``checkpoint`` (shipped as ``name``, default its own file name)."""
-    ck = load_checkpoint(checkpoint)
-    meta = FusionMeta.from_extra(ck.extra)
+    ck = load_fusion_checkpoint(checkpoint)
+    meta = ck.meta
     names = list(meta.class_names)
     final = report["final"]
     test = final["test_report"]

@@ -26,9 +26,16 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from models.checkpoint import file_sha256
+from models.files import file_sha256
 
 DIGEST_CHARS = 16
+
+
+def default_cache_dir(kind: str) -> Path:
+    """The user's cache for ``kind`` ("onnx", "tensorrt"): $XDG_CACHE_HOME/cmarr-engine/<kind>, else
+    ~/.cache/cmarr-engine/<kind>."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cmarr-engine" / kind
 
 
 def file_digest(path: str | Path) -> str:

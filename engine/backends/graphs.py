@@ -31,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.modalities import MODALITIES
+from models.modalities import INPUT_NAMES, MODALITIES
 
 from .base import FusionInputs
 from .cache import atomic_write, file_digest, sources_digest, text_digest
 
 PRECISIONS = ("fp32", "fp16", "int8")
-INPUT_NAMES = ("text", "text_mask", "audio", "audio_mask", "video", "video_mask", "avail")
 # Kept in fp32 in the fp16 graph: overflow or cancellation in half precision (flows' exp, attention
 # sums, normalisation statistics, GRU state).
 FP32_OPS = (

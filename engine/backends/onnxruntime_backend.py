@@ -4,14 +4,13 @@ into a cache folder (``engine/backends/cache.py``)."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .base import FusionBackend, FusionInputs, FusionResult, softmax
-from .cache import atomic_write, export_version
+from .cache import atomic_write, default_cache_dir, export_version
 
 _OPT_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -19,12 +18,6 @@ _OPT_LEVELS = {
     "extended": "ORT_ENABLE_EXTENDED",
     "all": "ORT_ENABLE_ALL",
 }
-
-
-def default_cache_dir() -> Path:
-    """The user's cache: $XDG_CACHE_HOME/cmarr-engine/onnx, else ~/.cache/cmarr-engine/onnx."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cmarr-engine" / "onnx"
 
 
 def graph_name(model_id: str, version: str, exporter: str = "auto") -> str:
@@ -42,7 +35,7 @@ def cached_graph(
     reusing a stale graph."""
     from models import export
 
-    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = Path(cache_dir) if cache_dir else default_cache_dir("onnx")
     path = folder / graph_name(model_id, export_version(model), exporter)
     if path.is_file() and path.stat().st_size > 0:
         return path

@@ -24,7 +24,6 @@ and its absence raises a RuntimeError that says what to do (see engine/backends/
 from __future__ import annotations
 
 import json
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 from .base import FusionBackend, FusionInputs, FusionResult, softmax
-from .cache import atomic_write_bytes, code_digest, file_digest, text_digest
+from .cache import atomic_write_bytes, code_digest, default_cache_dir, file_digest, text_digest
 from .graphs import PRECISIONS, precision_graph
 from .onnxruntime_backend import cached_graph
 
@@ -64,11 +63,6 @@ def tensorrt_status() -> dict[str, Any]:
         status["tensorrt"] = None
         status["reason"] = str(e)
     return status
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cmarr-engine" / "tensorrt"
 
 
 @dataclass
@@ -198,7 +192,7 @@ class TensorRTBackend(FusionBackend):
             raise ValueError(
                 "int8 needs calibration_npz: a .npz of real fusion inputs (python -m engine.calibrate)"
             )
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir("tensorrt")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.calibration_npz = calibration_npz if precision == "int8" else None
         # The graph in this precision (the export itself for fp32), made once and cached.

@@ -15,7 +15,7 @@ import torch
 from engine.backends import FusionBackend, FusionInputs, create_backend
 from engine.backends.base import softmax
 from engine.config import SHIPPED_CHECKPOINT, EngineConfig, resolve_path
-from models.fusion_meta import CheckpointMetaError, ExpertHead, FusionMeta, calibrate_probs
+from models.fusion_meta import ExpertHead, calibrate_probs
 from models.modalities import MODALITIES
 
 UNTRAINED = "untrained"
@@ -25,8 +25,10 @@ class ProfileMismatchError(ValueError):
     """The checkpoint was trained on features from other extractors than the engine's."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FusionModel:
+    """The fusion model the engine runs, with what its checkpoint says about reading it."""
+
     model: torch.nn.Module
     identity: str  # checkpoint identity ("cmarr:<sha12>") or "untrained"
     cache_key: str  # keys exported graphs: checkpoint sha256, or a hash of the untrained weights
@@ -80,11 +82,13 @@ def load_fusion_model(
     """The trained checkpoint of ``cfg.checkpoint`` (refused when its extractor profile differs), or an
     untrained CM-ARR sized for the extractors."""
     if cfg.checkpoint:
-        from models.checkpoint import load_checkpoint, read_metadata
+        from models.checkpoint import load_fusion_checkpoint
         from models.encoders.profile import profile_mismatches
 
         path = check_checkpoint(cfg)
-        info = FusionMeta.from_extra(read_metadata(path)["extra"], source=f"checkpoint {path.name}")
+        ck = load_fusion_checkpoint(path)  # one read: weights, metadata and the file's hash
+        info = ck.meta
+        assert info is not None
         recorded = info.extractor_profile
         diffs = profile_mismatches(recorded, extractor_description)
         if diffs:
@@ -95,7 +99,6 @@ def load_fusion_model(
                 + "\n  ".join(diffs[:12])
                 + "\nRun the engine with the checkpoint's profile (extractors: ...) or retrain."
             )
-        ck = load_checkpoint(path)
         c = ck.config
         got = {"text": c.text_dim, "audio": c.audio_dim, "video": c.video_dim}
         if got != dims or info.dims != dims:
@@ -103,8 +106,6 @@ def load_fusion_model(
                 f"checkpoint feature sizes {got} (normalisation {info.dims}) differ from the "
                 f"extractors' {dims}"
             )
-        if tuple(c.class_names) != info.class_names:
-            raise CheckpointMetaError(f"checkpoint class names {info.class_names} differ from its model's")
         model, identity, key = ck.model.eval(), ck.identity, ck.sha256
         rule = apply_fusion_rule(model, cfg.fusion.rule, f"checkpoint {path.name}")
         if rule and rule != getattr(c, "fusion_rule", rule):  # not the checkpoint's own rule: say so
@@ -119,19 +120,19 @@ def load_fusion_model(
             table = model.product_gate.detach().cpu().numpy().tobytes()
             key = f"{key}-{hashlib.sha256(table).hexdigest()[:8]}"
         return FusionModel(
-            model,
-            identity,
-            key,
-            True,
-            info.class_names,
-            dims,
-            info.stats(),
-            ck.extra,
-            info.temperature,
-            info.experts,
-            info.licence,
-            info.face_temperature,
-            rule,
+            model=model,
+            identity=identity,
+            cache_key=key,
+            trained=True,
+            class_names=info.class_names,
+            dims=dims,
+            stats=info.stats(),
+            extra=ck.extra,
+            temperature=info.temperature,
+            experts=info.experts,
+            licence=info.licence,
+            face_temperature=info.face_temperature,
+            fusion_rule=rule,
         )
     from models.config_io import from_dict, load_yaml, to_dict
 
@@ -150,7 +151,8 @@ def load_fusion_model(
     key = "untrained-" + hashlib.sha256(
         (str(to_dict(mc)) + _weights_hash(model) + rule).encode()
     ).hexdigest()[:24]
-    return FusionModel(model, UNTRAINED, key, False, tuple(mc.class_names), dims, fusion_rule=rule)
+    return FusionModel(model=model, identity=UNTRAINED, cache_key=key, trained=False,
+                       class_names=tuple(mc.class_names), dims=dims, fusion_rule=rule)
 
 
 # expert -> (its column in the product's [8, 3] exponent table, the availability rows 4*t + 2*a + v it

@@ -197,6 +197,8 @@ class CIDerOutput:
 
 
 class CIDer(nn.Module):
+    OUTPUT_NAMES = ("logits", "representation")  # CIDerOutput fields an exported graph returns
+
     def __init__(self, config: CIDerConfig) -> None:
         super().__init__()
         self.config = c = config

@@ -331,6 +331,8 @@ class CMARROutput:
 
 
 class CMARR(nn.Module):
+    OUTPUT_NAMES = ("logits", "features", "mu", "var")  # CMARROutput fields an exported graph returns
+
     def __init__(self, config: CMARRConfig) -> None:
         super().__init__()
         self.config = config

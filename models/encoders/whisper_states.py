@@ -20,12 +20,13 @@ measures this, with ``--margins`` for each context).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from ..files import file_sha256
 
 from .asr import (
     MAX_MEL_FRAMES,
@@ -99,11 +100,7 @@ def _width_from_weights(path: Path) -> int:
 @lru_cache(maxsize=8)
 def weights_sha256(path: Path) -> str:
     """sha256 of the model's weight file (cached per path: the file is tens of MB)."""
-    h = hashlib.sha256()
-    with open(path / "model.bin", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path / "model.bin")
 
 
 class WhisperStatesExtractor:

@@ -14,7 +14,6 @@ import onnxruntime as ort
 import pytest
 
 from engine.backends.graphs import (
-    INPUT_NAMES,
     fp16_graph,
     int8_graph,
     load_calibration,
@@ -23,6 +22,7 @@ from engine.backends.graphs import (
     with_dropped_modalities,
 )
 from engine.calibrate import main as calibrate_main
+from models.modalities import INPUT_NAMES
 from engine.calibrate import record_windows
 from engine.config import build_engine_config
 from engine.shared import SharedModels

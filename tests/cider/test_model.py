@@ -107,17 +107,19 @@ def test_config_validation() -> None:
 
 def test_onnx_export_dynamic_lengths_and_masks(tmp_path) -> None:
     ort = pytest.importorskip("onnxruntime")
-    from models.cider.export_cider import INPUT_NAMES, example_inputs, export_cider_onnx
+    from models.export import example_inputs, export_onnx
+    from models.modalities import INPUT_NAMES
 
     m = CIDer(CIDerConfig(**SMALL)).eval()
-    path = export_cider_onnx(m, tmp_path / "cider.onnx")
+    path = export_onnx(m, tmp_path / "cider.onnx")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == list(INPUT_NAMES)
-    assert sess.get_outputs()[0].name == "logits"
+    assert [o.name for o in sess.get_outputs()] == ["logits", "representation"]
+    dims = {"text": m.config.text_dim, "audio": m.config.audio_dim, "video": m.config.video_dim}
     for lengths in ((1, 1, 1), (4, 11, 2), (9, 3, 6)):
         for avail in ((1, 1, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 0)):
-            x = list(example_inputs(m, 2, lengths))
-            x[-1] = torch.tensor([avail, avail], dtype=torch.float32)
+            x = list(example_inputs(dims, 2, dict(zip(("text", "audio", "video"), lengths, strict=True)), [avail, avail],
+                                    ragged=False))
             x[1][1, -1] = lengths[0] == 1  # a padded last text position in sample 1
             ref = m(*x).logits.detach().numpy()
             got = sess.run(None, {k: v.numpy() for k, v in zip(INPUT_NAMES, x, strict=True)})[0]

@@ -167,4 +167,7 @@ def test_unknown_backend_options_are_refused(small_model: CMARR, tmp_path) -> No
 
 def test_default_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert ortb.default_cache_dir() == tmp_path / "cmarr-engine" / "onnx"
+    from engine.backends.cache import default_cache_dir
+
+    assert default_cache_dir("onnx") == tmp_path / "cmarr-engine" / "onnx"
+    assert default_cache_dir("tensorrt") == tmp_path / "cmarr-engine" / "tensorrt"

@@ -96,6 +96,8 @@ class _Branching(torch.nn.Module):
     """A fusion model that branches on availability with torch.cond: the tracer cannot take it (or
     bakes the example's branch), torch.export keeps both branches."""
 
+    OUTPUT_NAMES = ("logits", "representation")  # a fusion model family names its graph's outputs
+
     def __init__(self) -> None:
         super().__init__()
         self.config = CMARRConfig(**TINY)
@@ -144,6 +146,15 @@ def test_auto_export_falls_back_to_torch_export_when_the_tracer_cannot_take_the_
     assert trace_checks_out(model, path) < 1e-4  # both branches: text present and text missing
     with pytest.raises(ValueError, match="exporter must be one of"):
         export_onnx(model, tmp_path / "x.onnx", exporter="jit")
+
+
+def test_a_model_that_names_no_outputs_is_refused_before_export(tmp_path):
+    class Unnamed(_Branching):
+        OUTPUT_NAMES = ()
+
+    with pytest.raises(TypeError, match="declares no OUTPUT_NAMES starting with 'logits'"):
+        export_onnx(Unnamed().eval(), tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 class _PythonBranch(_Branching):
