@@ -21,30 +21,11 @@ from safetensors.torch import save_file
 
 from .config_io import from_dict, to_dict
 from .files import file_sha256
+from .families import family, family_of
 from .fusion_meta import CheckpointMetaError, FusionMeta
 
 FORMAT = "cmarr-engine-checkpoint"
 VERSION = "1"
-
-
-def _registry() -> dict[str, tuple[type, type]]:
-    from .cmarr import CMARR, CMARRConfig
-
-    reg: dict[str, tuple[type, type]] = {"cmarr": (CMARR, CMARRConfig)}
-    try:  # optional second model family
-        from .cider import CIDer, CIDerConfig  # type: ignore[attr-defined]
-
-        reg["cider"] = (CIDer, CIDerConfig)
-    except ImportError:
-        pass
-    return reg
-
-
-def model_type_of(model: torch.nn.Module) -> str:
-    for name, (cls, _) in _registry().items():
-        if isinstance(model, cls):
-            return name
-    raise TypeError(f"no checkpoint model_type registered for {type(model).__name__}")
 
 
 @dataclass
@@ -74,7 +55,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict[str, A
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        "model_type": model_type_of(model),
+        "model_type": family_of(model),
         "config": json.dumps(to_dict(model.config)),  # type: ignore[attr-defined]
         "extra": json.dumps(extra or {}),
     }
@@ -139,10 +120,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     except (SafetensorError, ValueError) as e:
         raise CheckpointFileError(f"{path} is not a readable .safetensors checkpoint ({e})") from None
     meta = _parse_metadata(path, _header_metadata(data))
-    reg = _registry()
-    if meta["model_type"] not in reg:
-        raise ValueError(f"unknown model_type {meta['model_type']!r} in {path}; known: {sorted(reg)}")
-    model_cls, cfg_cls = reg[meta["model_type"]]
+    model_cls, cfg_cls = family(meta["model_type"], where=str(path))
     cfg = from_dict(cfg_cls, meta["config"])
     model = model_cls(cfg)
     model.load_state_dict({k: v.to(map_location) for k, v in state.items()}, strict=True)

@@ -245,16 +245,15 @@ def build_model(config_path: str | None, checkpoint: str | None, random_init: bo
         raise SystemExit("no --checkpoint given: pass one, or --random-init to export an untrained model")
     if not config_path:
         raise SystemExit("--random-init needs --config")
-    from .checkpoint import _registry
-    from .config_io import load_yaml
+    from .config_io import from_dict, load_yaml
+    from .families import FAMILIES, family
 
     data = dict(load_yaml(config_path))
     named = data.pop("model_type", None)  # a model YAML may name its family
     kind = model_type or named or ("cider" if "cider" in Path(config_path).stem else "cmarr")
-    if kind not in _registry():
-        raise SystemExit(f"unknown --model-type {kind!r}; known: {sorted(_registry())}")
-    model_cls, cfg_cls = _registry()[kind]
-    from .config_io import from_dict
+    if kind not in FAMILIES:
+        raise SystemExit(f"unknown --model-type {kind!r}; known: {sorted(FAMILIES)}")
+    model_cls, cfg_cls = family(kind)
 
     torch.manual_seed(seed)
     return model_cls(from_dict(cfg_cls, data, where=config_path)).eval()
@@ -265,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="model YAML (used with --random-init)")
     ap.add_argument("--checkpoint", help="a .safetensors checkpoint (config is read from it)")
     ap.add_argument("--random-init", action="store_true", help="export an untrained model (for tests)")
-    ap.add_argument("--model-type", choices=("cmarr", "cider"),
+    from .families import FAMILIES
+
+    ap.add_argument("--model-type", choices=sorted(FAMILIES),
                     help="model family of --config (default: cider when the file name says so, else cmarr)")
     ap.add_argument("--out", required=True, help="output .onnx path")
     ap.add_argument("--opset", type=int, default=18)

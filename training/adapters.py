@@ -1,9 +1,9 @@
 """Model adapters: how the trainer builds, runs and scores a model, so the trainer stays model agnostic.
 
 An adapter turns a batch (see ``training.data.dataset``; the trainer adds ``avail`` [B, 3]) into a
-model output, a loss dict (with key ``total``) and logits [B, C]. ``register_adapter`` adds a model
-family; an unregistered name ``x`` is looked up by importing ``training.x_adapter``, which must call
-``register_adapter("x", ...)`` on import.
+model output, a loss dict (with key ``total``) and logits [B, C]. The shipped adapters are listed in
+``ADAPTERS`` (imported on first use); each builds a model family of ``models.families``.
+``register_adapter`` adds one at run time (a user's own family).
 """
 
 from __future__ import annotations
@@ -98,27 +98,34 @@ class CMARRAdapter(ModelAdapter):
         return output.logits
 
 
+# A train config's model_type -> (module, adapter class). "cmarr_mssd" trains the cmarr family with
+# CIDer's self-distillation.
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "cmarr": ("training.adapters", "CMARRAdapter"),
+    "cider": ("training.mssd", "CIDerAdapter"),
+    "cmarr_mssd": ("training.mssd", "CMARRMSSDAdapter"),
+}
 _REGISTRY: dict[str, ModelAdapter] = {}
 
 
 def register_adapter(name: str, adapter: ModelAdapter) -> None:
+    """Add (or replace) the adapter of ``model_type: name``; its ``model_type`` must be a family of
+    ``models.families`` (what its checkpoints record)."""
+    from models.families import FAMILIES
+
+    if adapter.model_type not in FAMILIES:
+        raise ValueError(f"adapter {name!r} builds model family {adapter.model_type!r}, which "
+                         f"models.families does not list ({sorted(FAMILIES)})")
     _REGISTRY[name] = adapter
 
 
 def get_adapter(name: str) -> ModelAdapter:
-    if name not in _REGISTRY and name == "cmarr":
-        register_adapter("cmarr", CMARRAdapter())
+    """The adapter of a train config's (or a checkpoint's) ``model_type``."""
+    if name not in _REGISTRY and name in ADAPTERS:
+        module, cls = ADAPTERS[name]
+        register_adapter(name, getattr(importlib.import_module(module), cls)())
     if name not in _REGISTRY:
-        try:
-            importlib.import_module(f"training.{name}_adapter")
-        except ModuleNotFoundError as e:
-            raise ValueError(
-                f"no model adapter registered for model_type {name!r} "
-                f"(known: {sorted(_REGISTRY) or ['cmarr']}); a module training.{name}_adapter "
-                "calling register_adapter() would provide it"
-            ) from e
-    if name not in _REGISTRY:
-        raise ValueError(f"training.{name}_adapter was imported but did not register {name!r}")
+        raise ValueError(f"no model adapter for model_type {name!r}; known: {sorted({*ADAPTERS, *_REGISTRY})}")
     return _REGISTRY[name]
 
 

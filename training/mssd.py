@@ -29,7 +29,7 @@ from torch import nn
 
 from models.cider import CIDer, CIDerConfig, CIDerOutput, MSSDConfig
 
-from .adapters import ModelAdapter, call_model, register_adapter
+from .adapters import ModelAdapter, call_model
 from .missing import MissingMasks, MissingSpec, apply_masks, draw_masks
 
 
@@ -253,12 +253,3 @@ class CMARRMSSDAdapter(ModelAdapter):
 
     def logits(self, output: Any) -> torch.Tensor:
         return output.logits
-
-
-def register_adapters() -> None:
-    """Make ``model_type: cider`` (and ``cmarr_mssd``) known to ``training.adapters.get_adapter``."""
-    register_adapter("cider", CIDerAdapter())
-    register_adapter("cmarr_mssd", CMARRMSSDAdapter())
-
-
-register_adapters()

@@ -15,6 +15,7 @@ import torch
 from engine.backends import FusionBackend, FusionInputs, create_backend
 from engine.backends.base import softmax
 from engine.config import SHIPPED_CHECKPOINT, EngineConfig, resolve_path
+from models.families import family
 from models.fusion_meta import ExpertHead, calibrate_probs
 from models.modalities import MODALITIES
 
@@ -137,7 +138,7 @@ def load_fusion_model(
     from models.config_io import from_dict, load_yaml, to_dict
 
     data = dict(load_yaml(resolve_path(cfg.model_config)))
-    model_cls, cfg_cls = untrained_family(str(data.pop("model_type", "cmarr")), cfg.model_config)
+    model_cls, cfg_cls = family(str(data.pop("model_type", "cmarr")), where=str(cfg.model_config))
     mc = from_dict(
         cfg_cls,
         {**data, "text_dim": dims["text"], "audio_dim": dims["audio"], "video_dim": dims["video"]},
@@ -193,19 +194,6 @@ def apply_fusion_rule(model: torch.nn.Module, rule: str, where: str) -> str:
     if rule != "checkpoint":
         model.set_fusion_rule(rule)  # type: ignore[operator]
     return str(model.fusion_rule)
-
-
-def untrained_family(model_type: str, where: str) -> tuple[type, type]:
-    """(model class, config class) of a model family named by a model YAML's ``model_type``."""
-    if model_type == "cmarr":
-        from models.cmarr import CMARR, CMARRConfig
-
-        return CMARR, CMARRConfig
-    if model_type == "cider":
-        from models.cider import CIDer, CIDerConfig
-
-        return CIDer, CIDerConfig
-    raise ValueError(f"{where}: model_type must be 'cmarr' or 'cider', got {model_type!r}")
 
 
 def build_backend(fm: FusionModel, cfg: EngineConfig) -> FusionBackend:

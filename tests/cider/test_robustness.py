@@ -72,7 +72,6 @@ def test_sweep_curve_matches_expected_shape(tmp_path) -> None:
 def test_trainer_and_evaluate_with_cider_on_mosi(tmp_path) -> None:
     """One real training epoch of CIDer+MSSD through training.train, then the RMFM sweep through
     training.evaluate's --missing-mode path (JSON + PNG)."""
-    import training.mssd  # noqa: F401  (registers the "cider" adapter)
     from models.config_io import apply_overrides, from_dict, load_yaml
     from training.config import TrainConfig
     from training.data.mosi import load_mosi
