@@ -42,7 +42,7 @@ from training.data.dataset import Normalizer, Sample
 from training.data.multicorpus import multicorpus_splits
 from training.maci_fit import Split, encode_counterfactuals, fit_maci, pad
 from training.ood_dialogues import ood_dialogue_split
-from training.reproduce import speaker_folds
+from training.recipe import speaker_folds
 from training.robustness import SweepResult, accuracy_uar, condition_sweep, plot_curves, sweep_predict
 from training.variants import (
     VARIANTS,

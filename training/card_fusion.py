@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .recipe import SPEAKER_CORPORA
+
 SET_ORDER = ("t", "a", "v", "tv", "av", "ta", "tav")
-SPEAKER_CORPORA = ("ravdess", "emodb")
 
 
 def _pct(x: float | None) -> str:

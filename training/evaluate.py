@@ -246,7 +246,7 @@ def load_for_eval(
     from .adapters import get_adapter
     from .config import DataConfig
     from .data.dataset import Normalizer
-    from .train import load_splits
+    from .data.sources import load_splits
 
     ckpt = load_checkpoint(checkpoint)
     extra = ckpt.extra

@@ -33,10 +33,9 @@ from typing import Any
 
 from .model_card import render_card
 from .speech_calibration import speech_calibration
+from .recipe import CONFIG, REPO, SPEAKER_CORPORA, speaker_folds
 from .train import load_train_config, train
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "train" / "cmarr_offline.yaml"
 ASSET = REPO / "models" / "assets" / "cmarr_offline_v3.safetensors"
 CARD = REPO / "models" / "assets" / "cmarr_offline_v3.md"
 # (corpus kind, path under --data, extract flags)
@@ -47,7 +46,6 @@ CORPORA: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("meld", "meld-text", ("--labels", "ang,hap,neu,sad", "--transcripts", "corpus")),
     ("fer2013", "fer2013-4class.npz", ()),
 )
-SPEAKER_CORPORA = ("ravdess", "emodb")
 MAKE_TARGETS = {"configs/train/cider_offline.yaml": "make train-cider"}
 
 
@@ -70,19 +68,6 @@ def extract_all(data: Path, store: Path, progress: bool) -> None:
 def _stored(store: Path) -> int:
     index = store / "index.json"
     return len(json.loads(index.read_text())) if index.is_file() else 0
-
-
-def speaker_folds(store: Path, k: int) -> list[list[str]]:
-    """k folds of the speech corpora's speakers: sorted per corpus, speaker i goes to fold i % k."""
-    from .feature_store import FeatureStore
-
-    fs = FeatureStore(store)
-    folds: list[list[str]] = [[] for _ in range(k)]
-    for corpus in SPEAKER_CORPORA:
-        speakers = sorted({fs.meta(u)["speaker"] for u in fs.ids() if fs.meta(u).get("corpus") == corpus})
-        for i, spk in enumerate(speakers):
-            folds[i % k].append(spk)
-    return folds
 
 
 def run_training(

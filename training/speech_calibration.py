@@ -36,6 +36,7 @@ from models.metrics import classification_metrics
 
 from .calibrate import ece_entry, fit_temperature, log_softmax, softmax
 from .experts import fit_head, pooled
+from .recipe import CONFIG, SPEAKER_CORPORA, speaker_folds
 
 SPEECH = ("audio", "mean_std")
 
@@ -141,7 +142,6 @@ def across_corpora(cfg: Any, corpora: tuple[str, ...], eval_only: str = "cremad"
 
 def speech_calibration(store: Path, config: Path, folds: list[list[str]]) -> dict[str, Any]:
     """Both measurements on ``store`` under the recipe ``config`` and the given speaker folds."""
-    from .reproduce import SPEAKER_CORPORA
     from .train import load_train_config
 
     def cfg_for(speakers: list[str]) -> Any:
@@ -154,7 +154,6 @@ def speech_calibration(store: Path, config: Path, folds: list[list[str]]) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .reproduce import CONFIG, speaker_folds
 
     ap = argparse.ArgumentParser(
         prog="python -m training.speech_calibration", description=__doc__.split("\n")[0]

@@ -41,45 +41,19 @@ from models.modalities import MODALITIES
 
 from .adapters import ModelAdapter
 from .conditions import ConditionSampler
-from .config import DataConfig, TrainConfig
+from .config import TrainConfig
 from .data.dataset import DataSplits, FeatureDataset, Normalizer, NoTrainingData, batch_to, collate
+from .data.sources import load_splits
 from .distributed import DistInfo, init_distributed
 from .evaluate import ConditionReport, evaluate_conditions
 from .model_setup import build_model, checkpoint_extra, extractor_profile_of, logprob_tail, validate
 from .samplers import CorpusBatchDraw, EpochShuffle, WeightedEpochDraw
+from .step import optimizer_step
 
-__all__ = ["DistInfo", "build_model", "extractor_profile_of", "load_splits", "load_train_config", "train"]
+__all__ = ["DistInfo", "build_model", "extractor_profile_of", "load_train_config", "train"]
 
 STATE_FILE = "last_state.pt"
 BEST_FILE = "best.safetensors"
-
-
-# --------------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------------
-def load_splits(data: DataConfig) -> DataSplits:
-    """Train / val / test splits for the configured source."""
-    if not data.root:
-        raise ValueError("data.root is empty: pass --root <data folder> (MOSI folder or feature store)")
-    if data.source == "mosi":
-        from .data.mosi import load_mosi
-
-        return load_mosi(data.root, val_fraction=data.val_fraction, seed=data.split_seed)
-    if data.source == "multi":
-        from .data.multicorpus import multicorpus_splits
-
-        return multicorpus_splits(data)
-    from .data.store_dataset import store_splits
-
-    return store_splits(
-        data.root,
-        tuple(data.classes),
-        data.test_group,
-        val_fraction=data.val_fraction,
-        val_by=data.val_by,
-        seed=data.split_seed,
-        mask_invalid=data.mask_invalid_frames,
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,14 +322,7 @@ def train(
                 raise FloatingPointError(
                     f"non-finite loss at epoch {epoch + 1}: { {k: float(v) for k, v in losses.items()} }"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            optimizer_step(loss, model, optimizer, scheduler, scaler, cfg.optim.grad_clip)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n_batches += 1

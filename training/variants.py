@@ -33,6 +33,7 @@ from .conditions import ConditionSampler, MissingConfig
 from .data.dataset import FeatureDataset, Normalizer, Sample, collate
 from .mssd import CIDerAdapter, CMARRMSSDAdapter
 from .robustness import accuracy_uar
+from .step import optimizer_step
 
 VARIANTS: tuple[str, ...] = ("cmarr", "cmarr+rmfm", "cider", "cider+rmfm")
 Item = dict[str, Any]
@@ -134,11 +135,7 @@ def train_step(
     """One optimiser step on ``batch`` (its "avail" already drawn): the variant's loss, gradients clipped
     at norm 1, then the scheduler."""
     losses = adapter.loss(model, adapter.forward(model, batch), batch)
-    opt.zero_grad(set_to_none=True)
-    losses["total"].backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    sched.step()
+    optimizer_step(losses["total"], model, opt, sched, grad_clip=1.0)
 
 
 def train_variant(

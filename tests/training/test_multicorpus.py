@@ -63,7 +63,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _splits(store: Path, *overrides: str):  # noqa: ANN202
-    from training.train import load_splits, load_train_config
+    from training.data.sources import load_splits
+    from training.train import load_train_config
 
     cfg = load_train_config(TRAIN_CONFIG, ["data.val_fraction=0.34", *overrides], root=str(store))
     return cfg, load_splits(cfg.data)
