@@ -15,7 +15,7 @@ This module is the composition root. The parts:
 - ``engine/media.py``: the media timeline and readiness;
 - ``engine/consumers.py``: one consumer per modality (audio: VAD; video: face stage);
 - ``engine/window_loop.py``: windows in order, each with its recognition pass (``stages/asr.py``)
-  and fusion (``stages/window_processor.py``).
+  and the window's steps (``stages/window_steps.py``, run by ``stages/window_processor.py``).
 
 Tasks (all held by the engine, all cancelled on close): one per source, one consumer per modality,
 and the window loop. Blocking work (decoding, models) runs in worker threads.
