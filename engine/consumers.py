@@ -43,9 +43,16 @@ class Backpressure:
 
 
 class AudioConsumer:
-    def __init__(self, channel: FrameChannel, media: MediaState, vad: Any | None, lead: Backpressure) -> None:
+    def __init__(
+        self,
+        channel: FrameChannel,
+        media: MediaState,
+        vad: Any | None,
+        lead: Backpressure,
+        vad_ms: list[float],
+    ) -> None:
         self.ch, self.media, self.vad, self.lead = channel, media, vad, lead
-        self.vad_ms: list[float] = []  # VAD time since the last window took it
+        self.vad_ms = vad_ms  # VAD time per chunk since the last window took it (the window loop's feed)
 
     def _run_vad(self, pcm: np.ndarray, t: float) -> None:
         t0 = time.perf_counter()

@@ -47,7 +47,7 @@ from engine.stages.face import FaceStage
 from engine.stages.fusion import FusionModel, FusionStage
 from engine.stages.vad import SileroVAD
 from engine.stages.window_processor import WindowProcessor
-from engine.window_loop import WindowLoop
+from engine.window_loop import StreamFeed, WindowLoop
 
 _STOP = object()
 UNTRAINED_BANNER = (
@@ -97,15 +97,14 @@ class Engine:
         self.announce_untrained = announce_untrained
         self._owns_extractors = False
         self.realtime = any(s.realtime for s in self.sources)
-        self.clock = MediaClock()
+        self.feed = StreamFeed(self.sources)  # what the stream's tasks hand its windows
         self._tasks: list[asyncio.Task] = []
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._started = False
         self._closed = False
         self.finished = asyncio.Event()
-        self.errors: list[str] = []  # engine-level errors (sources, sinks), also copied into events
+        self.errors = self.feed.errors  # engine-level errors (sources, sinks), also copied into events
         self.failure: str | None = None  # why the stream stopped early (``fail``); None: it did not
-        self._pending_errors: list[str] = []
         self._providers = {m: sum(m in s.modalities for s in self.sources) for m in ("audio", "video")}
         self.loop: WindowLoop | None = None
         self._sink_runner: SinkRunner | None = None
@@ -167,31 +166,23 @@ class Engine:
             "audio": FrameChannel(cfg.queues.audio_frames, lossless=not self.realtime, policy="drop_new"),
             "video": FrameChannel(cfg.queues.video_frames, lossless=not self.realtime, policy="latest"),
         }
-        self.loop = WindowLoop(
-            cfg,
-            self.media,
-            processor,
-            self._deliver,
-            realtime=self.realtime,
-            clock=lambda: self.clock,
-            take_errors=self._take_errors,
-            vad_ms=lambda: self.audio_consumer.vad_ms,
-            dropped=self._dropped,
-            has_errors=lambda: bool(self.errors),
-        )
+        self.feed.channels = self._channels
+        self.loop = WindowLoop(cfg, self.media, processor, self._deliver, self.feed, realtime=self.realtime)
         self._lead = Backpressure(
             self.media, self.loop.schedule.next_end, cfg.queues.max_lead_s, self.realtime
         )
-        self.audio_consumer = AudioConsumer(self._channels["audio"], self.media, self.vad, self._lead)
+        self.audio_consumer = AudioConsumer(
+            self._channels["audio"], self.media, self.vad, self._lead, self.feed.vad_ms
+        )
         self.video_consumer = VideoConsumer(
-            self._channels["video"], self.media, self.face_stage, self._lead, self._pending_errors.append
+            self._channels["video"], self.media, self.face_stage, self._lead, self.feed.pending_errors.append
         )
         info = self.describe()
         self._sink_runner = SinkRunner(
             self.sinks, self.errors.append, cfg.queues.sink_drain_s, on_fatal=self.fail
         )
         await self._sink_runner.start(info)
-        self.clock = MediaClock()
+        self.feed.clock = MediaClock()  # media time counts from here
         spawn = self._tasks.append
         for src in self.sources:
             spawn(asyncio.create_task(self._run_source(src), name=f"source:{src.name}"))
@@ -301,13 +292,13 @@ class Engine:
             await self._emit(frame)
 
         try:
-            await src.run(emit, self.clock)
+            await src.run(emit, self.feed.clock)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a failing source is a missing modality, not a crash
             msg = f"source {src.name} failed: {type(e).__name__}: {e}"
             self.errors.append(msg)
-            self._pending_errors.append(msg)
+            self.feed.pending_errors.append(msg)
             for m in src.modalities:
                 await self._emit(SourceStatusFrame(m, False, msg, last_t, src.name))
         if not ended:
@@ -341,18 +332,6 @@ class Engine:
             self.finished.set()
             if not self._closed:
                 self._events.put_nowait(_STOP)
-
-    def _take_errors(self) -> list[str]:
-        errors, self._pending_errors[:] = list(self._pending_errors), []
-        return errors
-
-    def _dropped(self) -> dict[str, int]:
-        return {
-            "audio_samples": self._channels["audio"].dropped_samples
-            + sum(getattr(s, "dropped_samples", 0) for s in self.sources),
-            "video_frames": self._channels["video"].dropped_frames
-            + sum(getattr(s, "dropped_frames", 0) for s in self.sources),
-        }
 
     async def _deliver(self, ev: EmotionEvent) -> None:
         if self.keep_events:

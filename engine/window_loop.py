@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from engine.config import EngineConfig
 from engine.frames import EmotionEvent
@@ -22,6 +23,38 @@ from engine.stages.window import WindowSchedule, WindowSpec
 from engine.stages.window_processor import WindowInputs, WindowProcessor
 
 
+class StreamFeed:
+    """What a stream's other tasks hand its windows, in one place: the media clock, the engine-level
+    errors (every one, and those not yet copied into an event), the VAD time since the last window, and
+    what the channels and sources dropped."""
+
+    def __init__(self, sources: Sequence[Any] = ()) -> None:
+        self.clock = MediaClock()
+        self.errors: list[str] = []  # every engine-level error (sources, sinks, a fault)
+        self.pending_errors: list[str] = []  # not yet copied into an event
+        self.vad_ms: list[float] = []  # VAD time per chunk since the last window took it
+        self.sources = list(sources)
+        self.channels: dict[str, Any] = {}  # modality -> FrameChannel, once the stream starts
+
+    def take_errors(self) -> list[str]:
+        errors, self.pending_errors[:] = list(self.pending_errors), []
+        return errors
+
+    def take_vad_ms(self) -> float:
+        total = sum(self.vad_ms)
+        self.vad_ms.clear()
+        return total
+
+    def dropped(self) -> dict[str, int]:
+        ch = self.channels
+        return {
+            "audio_samples": (ch["audio"].dropped_samples if "audio" in ch else 0)
+            + sum(getattr(s, "dropped_samples", 0) for s in self.sources),
+            "video_frames": (ch["video"].dropped_frames if "video" in ch else 0)
+            + sum(getattr(s, "dropped_frames", 0) for s in self.sources),
+        }
+
+
 class WindowLoop:
     def __init__(
         self,
@@ -29,23 +62,12 @@ class WindowLoop:
         media: MediaState,
         processor: WindowProcessor,
         deliver: Callable[[EmotionEvent], Awaitable[None]],
+        feed: StreamFeed,
         *,
         realtime: bool,
-        clock: Callable[[], MediaClock],
-        take_errors: Callable[[], list[str]],
-        vad_ms: Callable[[], list[float]],
-        dropped: Callable[[], dict[str, int]],
-        has_errors: Callable[[], bool],
     ) -> None:
-        self.cfg, self.media, self.processor, self.deliver = cfg, media, processor, deliver
+        self.cfg, self.media, self.processor, self.deliver, self.feed = cfg, media, processor, deliver, feed
         self.realtime = realtime
-        self.clock = clock
-        self.take_errors, self.vad_ms, self.dropped, self.has_errors = (
-            take_errors,
-            vad_ms,
-            dropped,
-            has_errors,
-        )
         self.schedule = WindowSchedule(cfg.window)
         self.seq = 0
 
@@ -58,7 +80,7 @@ class WindowLoop:
                 return media.media_end() >= t_end - 1e-6
             if media.ready(t_end):
                 return True
-            if self.realtime and self.clock().now() >= t_end + self.cfg.queues.live_wait_s:
+            if self.realtime and self.feed.clock.now() >= t_end + self.cfg.queues.live_wait_s:
                 return True  # live: a lagging modality does not hold the stream back
             await media.wait_progress(0.05 if self.realtime else 1.0)
 
@@ -78,7 +100,7 @@ class WindowLoop:
             spec = self.schedule.final(self.media.media_end(), force=self.seq > 0)
             if spec is not None:
                 await self.process(spec)
-            elif self.seq == 0 and (self.has_errors() or any(self.media.down.values())):
+            elif self.seq == 0 and (self.feed.errors or any(self.media.down.values())):
                 # Nothing playable at all (corrupt file, no device): one event says why.
                 await self.process(WindowSpec(0, 0.0, self.media.media_end(), final=True))
             return
@@ -114,17 +136,15 @@ class WindowLoop:
         latency, and a stream that stops sending would read as a loaded server.)"""
         t_ready = self.media.arrival_of(t_end)
         if self.realtime and not self.media.all_ended() and not self.media.ready(t_end):
-            deadline = self.clock().epoch + t_end + self.cfg.queues.live_wait_s
+            deadline = self.feed.clock.epoch + t_end + self.cfg.queues.live_wait_s
             t_ready = max(t_ready, min(deadline, time.monotonic()))
         return t_ready
 
     async def process(self, spec: WindowSpec) -> None:
         t_ready = self.ready_time(spec.t_end)
         inputs = self.inputs(spec, t_ready)
-        vad_ms = self.vad_ms()
-        vad_total = sum(vad_ms)
-        vad_ms.clear()
-        errors = self.take_errors()
+        vad_total = self.feed.take_vad_ms()
+        errors = self.feed.take_errors()
         try:
             ev = await asyncio.to_thread(self.processor, inputs)
         except Exception as e:  # noqa: BLE001 - keep the sequence gapless: emit a degraded event
@@ -142,7 +162,7 @@ class WindowLoop:
         self.media.progress.set()
 
     async def _emit(self, ev: EmotionEvent, t_ready: float) -> None:
-        ev.dropped = self.dropped()
+        ev.dropped = self.feed.dropped()
         ev.seq = self.seq
         self.seq += 1
         ev.wall_time = time.time()

@@ -125,7 +125,8 @@ def get_adapter(name: str) -> ModelAdapter:
         module, cls = ADAPTERS[name]
         register_adapter(name, getattr(importlib.import_module(module), cls)())
     if name not in _REGISTRY:
-        raise ValueError(f"no model adapter for model_type {name!r}; known: {sorted({*ADAPTERS, *_REGISTRY})}")
+        known = sorted({*ADAPTERS, *_REGISTRY})
+        raise ValueError(f"no model adapter for model_type {name!r}; known: {known}")
     return _REGISTRY[name]
 
 

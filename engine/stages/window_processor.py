@@ -44,7 +44,9 @@ class WindowProcessor:
         self.cfg = cfg
         self.fusion_model = fusion_model
         self.asr = asr
-        speech_text = SpeechTextStage(extractors, asr, cfg.text_health.use_tentative, cfg.audio_health.vad_threshold)
+        speech_text = SpeechTextStage(
+            extractors, asr, cfg.text_health.use_tentative, cfg.audio_health.vad_threshold
+        )
         self.steps: list[Step] = [
             HealthStep(cfg, vad_enabled),
             SpeechTextStep(cfg, speech_text, vad_enabled),

@@ -72,7 +72,9 @@ class HealthStep:
         s.health["audio"] = audio_health(
             w.pcm, w.coverage, probs, hc.audio_health, w.reasons["audio"], self.vad_enabled
         )
-        s.health["video"] = video_health(w.records, max(w.spec.duration, 1e-3), hc.video_health, w.reasons["video"])
+        s.health["video"] = video_health(
+            w.records, max(w.spec.duration, 1e-3), hc.video_health, w.reasons["video"]
+        )
         s.latency_ms["health"] = (time.perf_counter() - t) * 1e3
 
 
@@ -98,8 +100,9 @@ class SpeechTextStep:
         )
         s.st = st
         s.latency_ms.update(st.latency_ms)
+        asr_on = self.stage.asr.enabled
         s.health["text"] = text_health(
-            st.committed, st.tentative, self.cfg.text_health, s.health["audio"], st.asr, self.stage.asr.enabled
+            st.committed, st.tentative, self.cfg.text_health, s.health["audio"], st.asr, asr_on
         )
         if st.asr.state == "failed":
             s.errors.append(f"asr: {st.asr.reason}")
@@ -169,7 +172,8 @@ class FusionStep:
         for m in MODALITIES:
             h = s.health[m]
             if not h.usable:
-                s.health[m] = ModalityHealth("reconstructed" if s.raw is not None else "missing", h.reason, h.stats)
+                state = "reconstructed" if s.raw is not None else "missing"
+                s.health[m] = ModalityHealth(state, h.reason, h.stats)
 
 
 class SmoothingStep:
@@ -207,9 +211,8 @@ class ExpertStep:
             if x is None:
                 continue  # that modality is not usable in this window: no reading
             p = head(x)
-            s.experts[name] = ExpertReading(
-                f"{name}_head", {c: float(v) for c, v in zip(names, p, strict=True)}, names[int(np.argmax(p))], len(x)
-            )
+            probs = {c: float(v) for c, v in zip(names, p, strict=True)}
+            s.experts[name] = ExpertReading(f"{name}_head", probs, names[int(np.argmax(p))], len(x))
 
 
 def window_event(s: WindowState, stream: str, fm: FusionModel) -> EmotionEvent:

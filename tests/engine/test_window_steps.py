@@ -74,7 +74,8 @@ def test_fusion_reads_the_voice_and_marks_the_others_reconstructed(
     FeatureStep(extractors)(s)
     step(s)
     assert s.condition == "a" and s.raw is not None and abs(float(s.raw.sum()) - 1.0) < 1e-5
-    assert [s.health[m].state for m in ("text", "audio", "video")] == ["reconstructed", "present", "reconstructed"]
+    states = [s.health[m].state for m in ("text", "audio", "video")]
+    assert states == ["reconstructed", "present", "reconstructed"]
     assert s.health["text"].reason == "off"  # the reason it was not read stays
     assert "fusion" in s.latency_ms
 
