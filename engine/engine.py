@@ -12,7 +12,8 @@
 
 This module is the composition root. The parts:
 
-- ``engine/media.py``: the media timeline and readiness;
+- ``engine/media.py``: the media timeline and readiness (``engine/timeline.py``: the timelines and the
+  window schedule);
 - ``engine/consumers.py``: one consumer per modality (audio: VAD; video: face stage);
 - ``engine/window_loop.py``: windows in order, each with its recognition pass (``stages/asr.py``)
   and the window's steps (``stages/window_steps.py``, run by ``stages/window_processor.py``).

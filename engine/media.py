@@ -13,18 +13,18 @@ from collections import deque
 
 from engine.aio import within
 from engine.frames import SourceStatusFrame
-from engine.stages.window import AudioTimeline, VideoTimeline
+from engine.timeline import AudioTimeline, VideoTimeline
 
-MODALITIES = ("audio", "video")
+TRACKS = ("audio", "video")  # the media tracks a source delivers (the model's modalities add text)
 
 
 class MediaState:
     def __init__(self, providers: dict[str, int], face_fps: float) -> None:
         self.providers = providers  # sources that deliver each modality
         self.face_fps = face_fps
-        self.ended = {m: 0 for m in MODALITIES}
-        self.down: dict[str, list[tuple[float, bool, str]]] = {m: [] for m in MODALITIES}  # (t, ok, reason)
-        self.arrivals: dict[str, deque[tuple[float, float]]] = {m: deque() for m in MODALITIES}
+        self.ended = {m: 0 for m in TRACKS}
+        self.down: dict[str, list[tuple[float, bool, str]]] = {m: [] for m in TRACKS}  # (t, ok, reason)
+        self.arrivals: dict[str, deque[tuple[float, float]]] = {m: deque() for m in TRACKS}
         self.end_arrival = 0.0
         self.audio = AudioTimeline()
         self.video = VideoTimeline()
@@ -58,7 +58,7 @@ class MediaState:
         return self.ended[m] < self.providers[m] and not self.is_down(m)
 
     def all_ended(self) -> bool:
-        return all(self.ended[m] >= self.providers[m] for m in MODALITIES)
+        return all(self.ended[m] >= self.providers[m] for m in TRACKS)
 
     def media_end(self) -> float:
         v = self.video
@@ -93,7 +93,7 @@ class MediaState:
     def arrival_of(self, t_end: float) -> float:
         """Monotonic time at which the media completing the window arrived."""
         best = 0.0
-        for m in MODALITIES:
+        for m in TRACKS:
             for t, arr in self.arrivals[m]:
                 if t >= t_end - 1e-6:
                     best = max(best, arr)
@@ -107,7 +107,7 @@ class MediaState:
         """Bounded memory: drop media no later window can use and arrivals of processed windows."""
         self.audio.trim(keep_from)
         self.video.trim(keep_from)
-        for m in MODALITIES:
+        for m in TRACKS:
             q = self.arrivals[m]
             while len(q) > 1 and q[1][0] < done_until:
                 q.popleft()

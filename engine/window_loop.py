@@ -17,10 +17,10 @@ from typing import Any
 
 from engine.config import EngineConfig
 from engine.frames import EmotionEvent
-from engine.media import MODALITIES, MediaState
+from engine.media import TRACKS, MediaState
 from engine.sources.base import MediaClock
-from engine.stages.window import WindowSchedule, WindowSpec
 from engine.stages.window_processor import WindowInputs, WindowProcessor
+from engine.timeline import WindowSchedule, WindowSpec
 
 
 class StreamFeed:
@@ -110,7 +110,7 @@ class WindowLoop:
         pcm, coverage = media.audio.slice(spec.t_start, spec.t_end)
         speech = media.audio.speech(spec.t_start, spec.t_end)
         records = media.video.slice(spec.t_start, spec.t_end)
-        reasons = {m: media.down_reason(m, spec.t_start, spec.t_end) for m in MODALITIES}
+        reasons = {m: media.down_reason(m, spec.t_start, spec.t_end) for m in TRACKS}
         lag = time.monotonic() - t_ready if self.realtime else 0.0
         # The final window always gets its pass: it commits the stream's tentative words, and no later
         # window waits behind it (skipped, the stream's last words would be lost).

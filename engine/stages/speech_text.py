@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.frames import ModalityHealth, Word
 from engine.stages.asr import ASRPass, StreamingASR
-from engine.stages.window import words_in
+from engine.timeline import words_in
 
 
 @dataclass

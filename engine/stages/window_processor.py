@@ -11,7 +11,6 @@ from engine.frames import EmotionEvent, ModalityHealth
 from engine.stages.asr import StreamingASR
 from engine.stages.fusion import FusionModel, FusionStage
 from engine.stages.speech_text import SpeechTextStage
-from engine.stages.window import WindowSpec
 from engine.stages.window_steps import (
     ExpertStep,
     FeatureStep,
@@ -24,6 +23,7 @@ from engine.stages.window_steps import (
     WindowState,
     window_event,
 )
+from engine.timeline import WindowSpec
 from models.modalities import MODALITIES
 
 __all__ = ["WindowInputs", "WindowProcessor"]

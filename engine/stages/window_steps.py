@@ -19,7 +19,7 @@ from engine.stages.face import FaceRecord, expert_reading
 from engine.stages.fusion import EMASmoother, FusionModel, FusionStage
 from engine.stages.health import audio_health, text_health, video_health
 from engine.stages.speech_text import SpeechText, SpeechTextStage
-from engine.stages.window import WindowSpec
+from engine.timeline import WindowSpec
 from models.modalities import MODALITIES, condition_name
 
 

@@ -19,7 +19,7 @@ from engine.frames import (
     VideoFrame,
     Word,
 )
-from engine.stages.window import AudioTimeline, WindowSchedule
+from engine.timeline import AudioTimeline, WindowSchedule
 
 
 def test_schedule_and_final() -> None:

@@ -12,7 +12,6 @@ from engine.frames import ModalityHealth
 from engine.stages.asr import ASRPass
 from engine.stages.fusion import FusionStage
 from engine.stages.speech_text import SpeechText
-from engine.stages.window import WindowSpec
 from engine.stages.window_steps import (
     FeatureStep,
     FusionStep,
@@ -21,6 +20,7 @@ from engine.stages.window_steps import (
     WindowState,
     window_event,
 )
+from engine.timeline import WindowSpec
 
 from .media import ANG_WAV
 
