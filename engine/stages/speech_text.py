@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.frames import ModalityHealth, Word
 from engine.stages.asr import ASRPass, StreamingASR
 from engine.timeline import words_in
+from models.encoders.kinds import SharedEncoderSpeech
+
+if TYPE_CHECKING:
+    from models.encoders.profile import Extractors
 
 
 @dataclass
@@ -34,14 +38,18 @@ class SpeechText:
 
 
 class SpeechTextStage:
-    def __init__(self, extractors: Any, asr: StreamingASR, use_tentative: bool, vad_threshold: float) -> None:
+    def __init__(
+        self, extractors: Extractors, asr: StreamingASR, use_tentative: bool, vad_threshold: float
+    ) -> None:
         self.ex = extractors
         self.asr = asr
         self.use_tentative = use_tentative
         self.vad_threshold = vad_threshold
-        speech = getattr(extractors, "speech", None)
-        same = getattr(speech, "same_encoder", None)
-        self.shared = bool(asr.enabled and same is not None and same(getattr(extractors, "asr", None)))
+        speech = extractors.speech
+        # one encoder pass for the speech features and the recognition pass, when they share the encoder
+        self.shared = bool(
+            asr.enabled and isinstance(speech, SharedEncoderSpeech) and speech.same_encoder(extractors.asr)
+        )
 
     def __call__(
         self,

@@ -4,7 +4,7 @@ fusion with reconstruction, smoothing, the experts' readings), then the EmotionE
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from engine.config import EngineConfig
 from engine.frames import EmotionEvent, ModalityHealth
@@ -26,6 +26,9 @@ from engine.stages.window_steps import (
 from engine.timeline import WindowSpec
 from models.modalities import MODALITIES
 
+if TYPE_CHECKING:
+    from models.encoders.profile import Extractors
+
 __all__ = ["WindowInputs", "WindowProcessor"]
 
 
@@ -35,7 +38,7 @@ class WindowProcessor:
     def __init__(
         self,
         cfg: EngineConfig,
-        extractors: Any,
+        extractors: Extractors,
         fusion: FusionStage,
         fusion_model: FusionModel,
         vad_enabled: bool,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from engine.stages.health import audio_health, text_health, video_health
 from engine.stages.speech_text import SpeechText, SpeechTextStage
 from engine.timeline import WindowSpec
 from models.modalities import MODALITIES, condition_name
+
+if TYPE_CHECKING:
+    from models.encoders.profile import Extractors
 
 
 @dataclass
@@ -111,7 +114,7 @@ class SpeechTextStep:
 class FeatureStep:
     """Each usable modality's frames; a failed extractor, no frames or non-finite values mark it missing."""
 
-    def __init__(self, extractors: Any) -> None:
+    def __init__(self, extractors: Extractors) -> None:
         self.extractors = extractors
 
     def __call__(self, s: WindowState) -> None:
@@ -191,21 +194,19 @@ class ExpertStep:
     """Each expert's own reading: the face model's (calibrated) and the checkpoint's single-modality heads
     on the usable modalities."""
 
-    def __init__(self, extractors: Any, fusion_model: FusionModel) -> None:
+    def __init__(self, extractors: Extractors, fusion_model: FusionModel) -> None:
         self.extractors = extractors
         self.fm = fusion_model
 
     def __call__(self, s: WindowState) -> None:
         names = self.fm.class_names
-        embedder = getattr(self.extractors.face, "embedder", None)
-        face_names = getattr(embedder, "class_names", None)
-        reading = expert_reading(s.w.records, names, tuple(face_names)) if face_names else None
+        embedder = self.extractors.face.embedder
+        reading = expert_reading(s.w.records, names, tuple(embedder.class_names))
         if reading is not None:
             probs, n = reading
             cal = self.fm.calibrate_face(np.array([probs[c] for c in names]))
             probs = {c: float(v) for c, v in zip(names, cal, strict=True)}
-            model = getattr(embedder, "model_name", type(embedder).__name__)
-            s.experts["face"] = ExpertReading(model, probs, max(probs, key=probs.get), n)
+            s.experts["face"] = ExpertReading(embedder.model_name, probs, max(probs, key=probs.get), n)
         for name, head in self.fm.experts.items():
             x = s.features.get(head.modality)
             if x is None:

@@ -193,8 +193,11 @@ def crop_face(rgb: np.ndarray, box: FaceBox, margin: float = 0.1, size: int = 64
 
 
 class FaceEmbedder(Protocol):
-    """A face expression model: gray uint8 [N, S, S] -> object with .features [N, D] (and .probs)."""
+    """A face expression model: gray uint8 [N, S, S] -> object with .features [N, D] (and .probs, in
+    ``class_names`` order); ``model_name`` labels its own reading in engine events."""
 
+    model_name: str
+    class_names: tuple[str, ...]
     input_size: int
     feature_dim: int
 

@@ -26,12 +26,11 @@ from ..config_io import apply_overrides, from_dict, load_yaml, to_dict
 from ..files import file_sha256
 from .asr import ASRConfig, WhisperASR
 from .face import FaceDetector, FaceDetectorConfig, FaceFeatureExtractor
-from .speech import LogMelConfig, LogMelExtractor, Wav2Vec2Config, Wav2Vec2Extractor, wav2vec2_dim
+from .kinds import FACE_MODELS, SPEECH_KINDS, FaceEmbedder, SharedEncoderSpeech, SpeechExtractor
+from .speech import LogMelConfig, Wav2Vec2Config
 from .text import TextConfig, TextEncoder, text_dim
-from .whisper_states import WhisperStatesConfig, WhisperStatesExtractor, weights_sha256, whisper_dim
+from .whisper_states import WhisperStatesConfig
 
-SPEECH_KINDS = ("whisper", "logmel", "wav2vec2")
-FACE_MODELS = ("mini_xception", "denseface")
 PROFILE_NAMES = ("offline", "paper")
 FORMAT_VERSION = 2  # 2: whisper speech kind, face log-probabilities, face fps 10 offline
 # A speech.whisper.context_margin_s other than None (30 s padding) enters the identity as its own key,
@@ -47,7 +46,7 @@ class SpeechConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in SPEECH_KINDS:
-            raise ValueError(f"speech.kind must be one of {SPEECH_KINDS}, got {self.kind!r}")
+            raise ValueError(f"speech.kind must be one of {tuple(SPEECH_KINDS)}, got {self.kind!r}")
 
 
 @dataclass
@@ -65,7 +64,7 @@ class FaceConfig:
 
     def __post_init__(self) -> None:
         if self.model not in FACE_MODELS:
-            raise ValueError(f"face.model must be one of {FACE_MODELS}, got {self.model!r}")
+            raise ValueError(f"face.model must be one of {tuple(FACE_MODELS)}, got {self.model!r}")
         if self.init not in ("pretrained", "random"):
             raise ValueError(f"face.init must be pretrained or random, got {self.init!r}")
         if self.init == "random" and self.model != "denseface":
@@ -143,8 +142,8 @@ def _version(pkg: str) -> str | None:
 class Extractors:
     """The four extractors of a profile, each built on first use and then reused.
 
-    ``.asr`` (WhisperASR), ``.text`` (TextEncoder), ``.speech`` (LogMelExtractor or
-    Wav2Vec2Extractor: audio_16k -> [T, D]), ``.face`` (FaceFeatureExtractor), ``.dims`` and
+    ``.asr`` (WhisperASR), ``.text`` (TextEncoder), ``.speech`` (the registered kind of
+    ``kinds.SPEECH_KINDS``: audio_16k -> [T, D]), ``.face`` (FaceFeatureExtractor), ``.dims`` and
     ``.frame_rates`` (known without loading any weights), ``.describe()``.
     """
 
@@ -160,22 +159,14 @@ class Extractors:
         return TextEncoder(self.profile.text)
 
     @cached_property
-    def speech(self) -> WhisperStatesExtractor | LogMelExtractor | Wav2Vec2Extractor:
+    def speech(self) -> SpeechExtractor:
         sp = self.profile.speech
-        if sp.kind == "whisper":
-            return WhisperStatesExtractor(sp.whisper)
-        return LogMelExtractor(sp.logmel) if sp.kind == "logmel" else Wav2Vec2Extractor(sp.wav2vec2)
+        return SPEECH_KINDS[sp.kind].build(getattr(sp, sp.kind))
 
     @cached_property
-    def face_embedder(self) -> Any:
+    def face_embedder(self) -> FaceEmbedder:
         fc = self.profile.face
-        if fc.model == "mini_xception":
-            from .mini_xception import MiniXceptionEmbedder
-
-            return MiniXceptionEmbedder(fc.weights, fc.device)
-        from .denseface import DenseFaceEmbedder
-
-        return DenseFaceEmbedder(fc.weights, fc.device, random_init=fc.init == "random")
+        return FACE_MODELS[fc.model].build(fc)
 
     @cached_property
     def face(self) -> FaceFeatureExtractor:
@@ -188,21 +179,8 @@ class Extractors:
     def dims(self) -> dict[str, int]:
         """Feature width per modality, in MODALITIES order (text, audio, video)."""
         sp, fc = self.profile.speech, self.profile.face
-        if sp.kind == "whisper":
-            audio = whisper_dim(sp.whisper)
-        else:
-            audio = sp.logmel.n_mels if sp.kind == "logmel" else wav2vec2_dim(sp.wav2vec2)
-        if fc.model == "mini_xception":
-            from .mini_xception import CLASS_NAMES, FEATURE_DIM
-
-            video, classes = FEATURE_DIM, len(CLASS_NAMES)
-        else:
-            from .denseface import DenseFaceConfig, read_denseface_meta
-
-            cfg = DenseFaceConfig()
-            if fc.init != "random" and fc.weights and Path(fc.weights).is_file():
-                cfg = read_denseface_meta(fc.weights)[0]  # a 4-class file appends 4 log-probabilities
-            video, classes = cfg.feature_dim, cfg.num_classes
+        audio = SPEECH_KINDS[sp.kind].dim(getattr(sp, sp.kind))
+        video, classes = FACE_MODELS[fc.model].dims(fc)
         video += classes if fc.logprobs else 0
         return {"text": text_dim(self.profile.text), "audio": audio, "video": video}
 
@@ -210,22 +188,12 @@ class Extractors:
     def frame_rates(self) -> dict[str, float | None]:
         """Frames per second per modality; text is token-level (None)."""
         sp = self.profile.speech
-        rates = {"whisper": WhisperStatesExtractor.frame_rate, "logmel": sp.logmel.frame_rate}
-        audio = rates.get(sp.kind, Wav2Vec2Extractor.frame_rate)
+        audio = SPEECH_KINDS[sp.kind].frame_rate(getattr(sp, sp.kind))
         return {"text": None, "audio": audio, "video": self.profile.face.fps}
 
     def _face_weights_id(self) -> str:
         fc = self.profile.face
-        if fc.init == "random":
-            return "random-init(seed=0)"
-        if fc.model == "mini_xception":
-            from .mini_xception import default_weights_path
-
-            return "sha256:" + file_sha256(Path(fc.weights) if fc.weights else default_weights_path())
-        if fc.weights is None:
-            return "missing"
-        p = Path(fc.weights)
-        return "sha256:" + file_sha256(p) if p.is_file() else f"missing:{p.name}"
+        return "random-init(seed=0)" if fc.init == "random" else FACE_MODELS[fc.model].weights_id(fc)
 
     def identity(self) -> dict[str, Any]:
         """What determines the features; compared between training and the engine."""
@@ -238,28 +206,7 @@ class Extractors:
         if tx.init == "random":
             text_id["config_overrides"] = tx.config_overrides
         text_id["max_length"] = tx.max_length
-        if sp.kind == "whisper":
-            speech_id: dict[str, Any] = {
-                "kind": "whisper",
-                "weights": "sha256:" + weights_sha256(sp.whisper.resolved_path()),
-                "compute_type": sp.whisper.compute_type,
-            }
-            if sp.whisper.context_margin_s is not None:  # absent: padded to 30 s (profiles before it)
-                speech_id["context_margin_s"] = sp.whisper.context_margin_s
-            if sp.whisper.context_min_s:
-                speech_id["context_min_s"] = sp.whisper.context_min_s
-        elif sp.kind == "logmel":
-            speech_id = {"kind": "logmel", **to_dict(sp.logmel)}
-        else:
-            w = sp.wav2vec2
-            speech_id = {
-                "kind": "wav2vec2",
-                "model": Path(w.model).name,
-                "init": w.init,
-                "normalize_input": w.normalize_input,
-            }
-            if w.init == "random":
-                speech_id["config_overrides"] = w.config_overrides
+        speech_id = SPEECH_KINDS[sp.kind].identity(getattr(sp, sp.kind))
         detector = fc.detector
         face_id = {
             "model": fc.model,
@@ -314,7 +261,7 @@ class Extractors:
         audio = np.zeros(16000, np.float32)
         self.text("warm up")
         speech = self.speech
-        if hasattr(speech, "encode_window"):
+        if isinstance(speech, SharedEncoderSpeech):
             _, enc = speech.encode_window(audio)
             if speech.same_encoder(self.asr):
                 self.asr.decode(enc, len(audio), prompt="warm up", prefix="warm")

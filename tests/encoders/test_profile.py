@@ -76,3 +76,26 @@ def test_bad_profiles_fail_loudly():
         load_profile("offline", ["speech.kind=mfcc"])
     with pytest.raises(ValueError, match="face.init=random"):
         load_profile("offline", ["face.init=random"])
+
+
+@pytest.mark.parametrize("kind", ["whisper", "logmel", "wav2vec2"])
+def test_every_registered_speech_kind_gives_the_frames_its_entry_promises(kind: str) -> None:
+    """The registry entry's width and rate (known without weights) match what the built extractor gives on
+    a real clip; its identity names the kind."""
+    import soundfile as sf
+
+    from models.encoders.kinds import SPEECH_KINDS, SharedEncoderSpeech, SpeechExtractor
+
+    from .media import wav
+
+    assert set(SPEECH_KINDS) == {"whisper", "logmel", "wav2vec2"}
+    small = ["speech.wav2vec2.init=random", "speech.wav2vec2.config_overrides={num_hidden_layers: 1, "
+             "intermediate_size: 256, conv_dim: [32, 32, 32, 32, 32, 32, 32], num_conv_pos_embeddings: 16}"]
+    ex = build_extractors(load_profile("offline", [f"speech.kind={kind}", *small]))
+    audio, sr = sf.read(wav("ANG"), dtype="float32")
+    frames = ex.speech(audio)
+    assert isinstance(ex.speech, SpeechExtractor)
+    assert isinstance(ex.speech, SharedEncoderSpeech) == (kind == "whisper")  # only Whisper shares its pass
+    assert frames.ndim == 2 and frames.shape[1] == ex.dims["audio"]
+    assert abs(len(frames) - len(audio) / sr * ex.frame_rates["audio"]) <= 2
+    assert ex.identity()["speech"]["kind"] == kind
