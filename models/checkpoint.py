@@ -20,8 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config_io import from_dict, to_dict
-from .files import file_sha256
 from .families import family, family_of
+from .files import file_sha256
 from .fusion_meta import CheckpointMetaError, FusionMeta
 
 FORMAT = "cmarr-engine-checkpoint"

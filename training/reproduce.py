@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .model_card import render_card
+from .recipe import CONFIG, REPO, speaker_folds
 from .speech_calibration import speech_calibration
-from .recipe import CONFIG, REPO, SPEAKER_CORPORA, speaker_folds
 from .train import load_train_config, train
 
 ASSET = REPO / "models" / "assets" / "cmarr_offline_v3.safetensors"

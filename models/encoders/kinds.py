@@ -63,7 +63,8 @@ def _whisper_identity(c: Any) -> dict[str, Any]:
 
 
 def _wav2vec2_identity(c: Any) -> dict[str, Any]:
-    out = {"kind": "wav2vec2", "model": Path(c.model).name, "init": c.init, "normalize_input": c.normalize_input}
+    out = {"kind": "wav2vec2", "model": Path(c.model).name, "init": c.init}
+    out["normalize_input"] = c.normalize_input
     if c.init == "random":
         out["config_overrides"] = c.config_overrides
     return out
@@ -74,7 +75,10 @@ SPEECH_KINDS: dict[str, SpeechKind] = {
         WhisperStatesExtractor, whisper_dim, lambda c: WhisperStatesExtractor.frame_rate, _whisper_identity
     ),
     "logmel": SpeechKind(
-        LogMelExtractor, lambda c: c.n_mels, lambda c: c.frame_rate, lambda c: {"kind": "logmel", **to_dict(c)}
+        LogMelExtractor,
+        lambda c: c.n_mels,
+        lambda c: c.frame_rate,
+        lambda c: {"kind": "logmel", **to_dict(c)},
     ),
     "wav2vec2": SpeechKind(
         Wav2Vec2Extractor, wav2vec2_dim, lambda c: Wav2Vec2Extractor.frame_rate, _wav2vec2_identity

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from ..files import file_sha256
-
 from .asr import (
     MAX_MEL_FRAMES,
     OFFLINE,

@@ -22,10 +22,10 @@ from engine.backends.graphs import (
     with_dropped_modalities,
 )
 from engine.calibrate import main as calibrate_main
-from models.modalities import INPUT_NAMES
 from engine.calibrate import record_windows
 from engine.config import build_engine_config
 from engine.shared import SharedModels
+from models.modalities import INPUT_NAMES
 from tests.engine.media import ANG, CREMAD
 
 

@@ -118,8 +118,8 @@ def test_onnx_export_dynamic_lengths_and_masks(tmp_path) -> None:
     dims = {"text": m.config.text_dim, "audio": m.config.audio_dim, "video": m.config.video_dim}
     for lengths in ((1, 1, 1), (4, 11, 2), (9, 3, 6)):
         for avail in ((1, 1, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 0)):
-            x = list(example_inputs(dims, 2, dict(zip(("text", "audio", "video"), lengths, strict=True)), [avail, avail],
-                                    ragged=False))
+            lens = dict(zip(("text", "audio", "video"), lengths, strict=True))
+            x = list(example_inputs(dims, 2, lens, [avail, avail], ragged=False))
             x[1][1, -1] = lengths[0] == 1  # a padded last text position in sample 1
             ref = m(*x).logits.detach().numpy()
             got = sess.run(None, {k: v.numpy() for k, v in zip(INPUT_NAMES, x, strict=True)})[0]

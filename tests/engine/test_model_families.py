@@ -43,7 +43,8 @@ def test_untrained_family_comes_from_the_model_yaml(tmp_path: Path) -> None:
     assert not cider.trained and cider.identity == "untrained" and cider.cache_key != cmarr.cache_key
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_type: transformer\n")
-    with pytest.raises(ValueError, match=r"model_type must be one of \['cider', 'cmarr'\], got 'transformer'"):
+    known = r"model_type must be one of \['cider', 'cmarr'\], got 'transformer'"
+    with pytest.raises(ValueError, match=known):
         load_fusion_model(EngineConfig(checkpoint=None, model_config=str(bad)), {}, dims)
 
 
