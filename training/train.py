@@ -33,22 +33,26 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from torch.utils.data import DataLoader
 
 from models.checkpoint import save_checkpoint
 from models.config_io import apply_overrides, from_dict, load_recipe, to_dict
 from models.modalities import MODALITIES
 
-from .adapters import ModelAdapter
-from .conditions import ConditionSampler
 from .config import TrainConfig
-from .data.dataset import DataSplits, FeatureDataset, Normalizer, NoTrainingData, batch_to, collate
+from .data.dataset import DataSplits, Normalizer, NoTrainingData
 from .data.sources import load_splits
 from .distributed import DistInfo, init_distributed
-from .evaluate import ConditionReport, evaluate_conditions
+from .evaluate import ConditionReport
+from .loop import (
+    Optimisation,
+    build_training_model,
+    condition_sampler,
+    data_loaders,
+    optimisation,
+    test_reports,
+    train_epoch,
+)
 from .model_setup import build_model, checkpoint_extra, extractor_profile_of, logprob_tail, validate
-from .samplers import CorpusBatchDraw, EpochShuffle, WeightedEpochDraw
-from .step import optimizer_step
 
 __all__ = ["DistInfo", "build_model", "extractor_profile_of", "load_train_config", "train"]
 
@@ -59,21 +63,6 @@ BEST_FILE = "best.safetensors"
 # --------------------------------------------------------------------------------------------------
 # Schedules and seeding
 # --------------------------------------------------------------------------------------------------
-def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base lr at optimizer step ``step`` (linear warm-up, then the schedule)."""
-    o = cfg.optim
-    total = o.epochs * steps_per_epoch
-    warm = int(round(o.warmup_epochs * steps_per_epoch))
-    if step < warm:
-        return (step + 1) / warm
-    if o.scheduler == "constant":
-        return 1.0
-    if o.scheduler == "step":
-        return o.gamma ** ((step // steps_per_epoch) // o.step_epochs)
-    progress = (step - warm) / max(1, total - warm)
-    return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -100,19 +89,6 @@ class TrainResult:
     test_report: dict[str, Any] | None = None
     val_report: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
-
-
-class LossModule(torch.nn.Module):
-    """model + adapter as one module whose forward returns the loss dict (what DDP wraps)."""
-
-    def __init__(self, model: torch.nn.Module, adapter: ModelAdapter) -> None:
-        super().__init__()
-        self.model = model
-        self.adapter = adapter
-
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        output = self.adapter.forward(self.model, batch)
-        return self.adapter.loss(self.model, output, batch)
 
 
 class _CsvLog:
@@ -172,113 +148,11 @@ def train(
     tail = logprob_tail(splits)
     normalizer = Normalizer.fit(splits.train, splits.dims, raw_tail=dict(zip(MODALITIES, tail, strict=True)))
     max_len = dict(cfg.data.max_len)
-    multi = cfg.data.source == "multi"
-    transform = None
-    if multi:
-        from .data.multicorpus import Compose, FacePairing, TemporalCrop, face_samples
-
-        rate = (splits.description.get("store_manifest") or {}).get("frame_rates", {}).get("audio") or 50.0
-        transform = Compose(
-            TemporalCrop("audio", int(cfg.data.crop_min_seconds * rate), cfg.data.crop_audio, cfg.seed)
-            if cfg.data.crop_audio > 0
-            else None,
-            FacePairing(face_samples(splits.train), cfg.data.pair_faces, cfg.seed)
-            if cfg.data.pair_faces > 0
-            else None,
-        )
-    train_ds = FeatureDataset(splits.train, splits.dims, normalizer, max_len, transform=transform)
-    val_loader = DataLoader(
-        FeatureDataset(splits.val, splits.dims, normalizer, max_len),
-        batch_size=max(64, cfg.optim.batch_size),
-        shuffle=False,
-        collate_fn=collate,
-        num_workers=cfg.data.num_workers,
-    )
-    if dinfo.enabled:
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler: Any = DistributedSampler(
-            train_ds,
-            num_replicas=dinfo.world_size,
-            rank=dinfo.rank,
-            shuffle=True,
-            seed=cfg.seed,
-            drop_last=False,
-        )
-    elif splits.train_weights is not None and cfg.data.corpus_batches:
-        sampler = CorpusBatchDraw(
-            splits.train_weights,
-            [s.corpus for s in splits.train],
-            cfg.optim.batch_size,
-            cfg.data.epoch_size or len(train_ds),
-            cfg.seed,
-        )
-    elif splits.train_weights is not None:
-        sampler = WeightedEpochDraw(splits.train_weights, cfg.data.epoch_size or len(train_ds), cfg.seed)
-    else:
-        sampler = EpochShuffle(len(train_ds), cfg.seed)
-    if isinstance(sampler, CorpusBatchDraw):
-        train_loader = DataLoader(
-            train_ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.data.num_workers
-        )
-    else:
-        train_loader = DataLoader(
-            train_ds,
-            batch_size=cfg.optim.batch_size,
-            sampler=sampler,
-            collate_fn=collate,
-            num_workers=cfg.data.num_workers,
-            drop_last=len(train_ds) > cfg.optim.batch_size,
-        )
-
+    data = data_loaders(cfg, splits, normalizer, max_len, dinfo)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    adapter, core, model_cfg = build_model(cfg, splits)
-    experts = None
-    if multi and (cfg.experts or cfg.skip_init == "experts"):
-        from .experts import fit_experts, init_skip_from_experts
-
-        experts = fit_experts(splits.train, splits.val, splits.dims, splits.class_names)
-        if cfg.skip_init == "experts":
-            init_skip_from_experts(core, experts, normalizer)
-    core.to(device)
-    # The loss runs inside the (DDP-wrapped) forward: CM-ARR's L_udcl uses parameters of its own, and DDP
-    # only tracks parameter use within forward.
-    model: torch.nn.Module = LossModule(core, adapter)
-    if dinfo.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.ddp_find_unused_parameters,
-        )
-    missing_cfg = cfg.missing
-    if cfg.effective_missing_mode != missing_cfg.mode:
-        from .conditions import MissingConfig
-
-        missing_cfg = MissingConfig(
-            mode=cfg.effective_missing_mode, conditions=missing_cfg.conditions, weights=missing_cfg.weights
-        )
-    cond_sampler = ConditionSampler(missing_cfg, seed=cfg.seed)
-    opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
-    # The fused kernel does one pass over all parameters: far less per-step overhead than foreach/loops.
-    # Gates (few scalars that weigh whole paths) learn at gate_lr_mult times the base rate, without decay.
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    gates = [p for n, p in named if n.endswith("_gate")]
-    groups: list[dict[str, Any]] = [{"params": [p for n, p in named if not n.endswith("_gate")]}]
-    if gates:
-        groups.append({"params": gates, "lr": cfg.optim.lr * cfg.optim.gate_lr_mult, "weight_decay": 0.0})
-    optimizer = opt_cls(
-        groups,
-        lr=cfg.optim.lr,
-        weight_decay=cfg.optim.weight_decay,
-        fused=device.type in ("cuda", "cpu"),
-    )
-    steps_per_epoch = max(1, len(train_loader))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    adapter, core, model, experts = build_training_model(cfg, splits, normalizer, device, dinfo)
+    cond_sampler = condition_sampler(cfg)
+    opt = optimisation(cfg, model, device, steps_per_epoch=max(1, len(data.train_loader)))
     metric = cfg.selection_metric
 
     start_epoch, best_value, best_epoch, bad_epochs = 0, -math.inf, -1, 0
@@ -287,9 +161,7 @@ def train(
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
         core.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        opt.load_state_dict(state)
         start_epoch, best_value = int(state["epoch"]) + 1, float(state["best_value"])
         best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
@@ -305,30 +177,9 @@ def train(
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.optim.epochs if not stopped_early else start_epoch):
         t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        train_ds.set_epoch(epoch)
-        cond_sampler.generator.manual_seed(cfg.seed * 7919 + epoch * 101 + dinfo.rank)
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch * 31 + dinfo.rank)  # dropout draws
-        model.train()
-        sums: dict[str, float] = {}
-        n_batches = 0
-        for batch in _progress(train_loader, cfg.progress and dinfo.is_main, f"epoch {epoch + 1}"):
-            batch = batch_to(batch, device)
-            batch["avail"] = cond_sampler.sample(batch["present"])
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                losses = model(batch)
-            loss = losses["total"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"non-finite loss at epoch {epoch + 1}: { {k: float(v) for k, v in losses.items()} }"
-                )
-            optimizer_step(loss, model, optimizer, scheduler, scaler, cfg.optim.grad_clip)
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            n_batches += 1
-        mean_losses = {k: v / max(1, n_batches) for k, v in sums.items()}
+        mean_losses = train_epoch(cfg, epoch, model, data, cond_sampler, opt, device, dinfo)
         # Every rank evaluates the same validation set, so all take the same early-stopping decision.
-        report = validate(core, adapter, val_loader, splits, normalizer, device, max_len)
+        report = validate(core, adapter, data.val_loader, splits, normalizer, device, max_len)
         value = report.selection_value(metric)
         improved = value > best_value
         if improved:
@@ -336,7 +187,7 @@ def train(
         else:
             bad_epochs += 1
         row = _epoch_row(
-            epoch + 1, scheduler.get_last_lr()[0], mean_losses, report, time.perf_counter() - t0, value
+            epoch + 1, opt.scheduler.get_last_lr()[0], mean_losses, report, time.perf_counter() - t0, value
         )
         history.append(row)
         if dinfo.is_main:
@@ -355,9 +206,7 @@ def train(
                     "train_losses": mean_losses,
                 }
                 save_checkpoint(out / BEST_FILE, core, {**extra_base, "training_summary": summary})
-            _save_state(
-                state_path, core, optimizer, scheduler, scaler, epoch, best_value, best_epoch, bad_epochs
-            )
+            _save_state(state_path, core, opt, epoch, best_value, best_epoch, bad_epochs)
             (out / "history.json").write_text(json.dumps(history))
         if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
             stopped_early = True
@@ -375,11 +224,12 @@ def train(
         stopped_early=stopped_early,
         history=history,
     )
-    if dinfo.is_main and (out / BEST_FILE).is_file():
+    best = out / BEST_FILE
+    if dinfo.is_main and best.is_file():
         from .finalize import finalize_checkpoint
 
         result.calibration = finalize_checkpoint(
-            out / BEST_FILE,
+            best,
             splits,
             normalizer,
             device,
@@ -391,29 +241,9 @@ def train(
         )
     if dinfo.enabled:
         dist.barrier()
-    if evaluate_test and (out / BEST_FILE).is_file() and multi:
-        from .finalize import natural_test_report
-
-        result.val_report = natural_test_report(out / BEST_FILE, splits, splits.val, device, max_len)
-        if splits.test:
-            result.test_report = natural_test_report(out / BEST_FILE, splits, splits.test, device, max_len)
-    elif evaluate_test and (out / BEST_FILE).is_file():
-        from models.checkpoint import load_checkpoint
-
-        best = load_checkpoint(out / BEST_FILE).model.to(device)
-        result.val_report = evaluate_conditions(
-            best, adapter, val_loader, splits.class_names, device
-        ).to_dict()
-        if splits.test:
-            test_loader = DataLoader(
-                FeatureDataset(splits.test, splits.dims, normalizer, max_len),
-                batch_size=max(64, cfg.optim.batch_size),
-                shuffle=False,
-                collate_fn=collate,
-            )
-            result.test_report = evaluate_conditions(
-                best, adapter, test_loader, splits.class_names, device
-            ).to_dict()
+    if evaluate_test and best.is_file():
+        reports = test_reports(cfg, best, adapter, splits, normalizer, data, device)
+        result.val_report, result.test_report = reports
     if dinfo.is_main:
         summary = {
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items() if k != "history"
@@ -422,14 +252,6 @@ def train(
     if tb is not None:
         tb.close()
     return result
-
-
-def _progress(loader: DataLoader, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return loader
-    from tqdm.auto import tqdm
-
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def _tensorboard(out: Path, log: str) -> Any:
@@ -447,9 +269,7 @@ def _tensorboard(out: Path, log: str) -> Any:
 def _save_state(
     path: Path,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: Any,
+    opt: Optimisation,
     epoch: int,
     best_value: float,
     best_epoch: int,
@@ -457,9 +277,7 @@ def _save_state(
 ) -> None:
     state = {
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
+        **opt.state_dict(),
         "epoch": epoch,
         "best_value": best_value,
         "best_epoch": best_epoch,

@@ -13,7 +13,8 @@ from safetensors import safe_open
 from models.checkpoint import load_checkpoint
 from training import evaluate
 from training.adapters import ABLATIONS, apply_ablation
-from training.train import load_train_config, lr_factor, train
+from training.loop import lr_factor
+from training.train import load_train_config, train
 
 from .conftest import REPO, STORE_DIMS, TINY_MODEL
 
