@@ -25,16 +25,17 @@ def test_torchrun_two_processes_gloo(store: Path, tmp_path: Path) -> None:
         textwrap.dedent("""
         import json, sys
         import torch, torch.distributed as dist
+        import training.loop as tl
         import training.train as tt
         store, out, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
         torch.set_num_threads(1)
         built = {}
-        real_build = tt.build_model
+        real_build = tl.build_model
         def spy(cfg, splits):
             adapter, model, mcfg = real_build(cfg, splits)
             built["model"] = model
             return adapter, model, mcfg
-        tt.build_model = spy
+        tl.build_model = spy  # the training loop builds the model
         cfg = tt.load_train_config("configs/train/cmarr_iemocap.yaml", overrides, root=store)
         res = tt.train(cfg, out, device="cpu", evaluate_test=False)
         flat = torch.cat([p.detach().flatten() for p in built["model"].parameters()])
