@@ -48,9 +48,9 @@ class StreamFeed:
     def dropped(self) -> dict[str, int]:
         ch = self.channels
         return {
-            "audio_samples": (ch["audio"].dropped_samples if "audio" in ch else 0)
+            "audio_samples": ch["audio"].dropped_samples
             + sum(getattr(s, "dropped_samples", 0) for s in self.sources),
-            "video_frames": (ch["video"].dropped_frames if "video" in ch else 0)
+            "video_frames": ch["video"].dropped_frames
             + sum(getattr(s, "dropped_frames", 0) for s in self.sources),
         }
 

@@ -45,8 +45,6 @@ class Checkpoint:
         return f"{name}:{self.sha256[:12]}" if self.sha256 else f"{name}:unsaved"
 
 
-
-
 def save_checkpoint(path: str | Path, model: torch.nn.Module, extra: dict[str, Any] | None = None) -> str:
     """Write weights + config + extra to ``path`` (safetensors); returns the file's sha256."""
     path = Path(path)

@@ -58,12 +58,8 @@ def _weights_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def check_checkpoint(cfg: EngineConfig) -> Path | None:
-    """The checkpoint file ``cfg`` names (None: untrained), or FileNotFoundError saying how to get one,
-    or CheckpointFileError (a ValueError) for a file that is not a readable checkpoint. Cheap (the
-    header is read): command-line tools call it before loading any model."""
-    if not cfg.checkpoint:
-        return None
+def checkpoint_path(cfg: EngineConfig) -> Path:
+    """The existing checkpoint file ``cfg`` names, or FileNotFoundError saying how to get one."""
     path = resolve_path(cfg.checkpoint)
     if not path.is_file():
         raise FileNotFoundError(
@@ -71,8 +67,18 @@ def check_checkpoint(cfg: EngineConfig) -> Path | None:
             "it with `make train-offline`); pass --checkpoint PATH for another trained model, or "
             "--checkpoint none for an untrained one."
         )
+    return path
+
+
+def check_checkpoint(cfg: EngineConfig) -> Path | None:
+    """The checkpoint file ``cfg`` names (None: untrained), or FileNotFoundError saying how to get one,
+    or CheckpointFileError (a ValueError) for a file that is not a readable checkpoint. Cheap (the
+    header is read): command-line tools call it before loading any model."""
+    if not cfg.checkpoint:
+        return None
     from models.checkpoint import read_metadata
 
+    path = checkpoint_path(cfg)
     read_metadata(path)  # the header only: an unreadable file (CheckpointFileError) fails here too
     return path
 
@@ -86,7 +92,7 @@ def load_fusion_model(
         from models.checkpoint import load_fusion_checkpoint
         from models.encoders.profile import profile_mismatches
 
-        path = check_checkpoint(cfg)
+        path = checkpoint_path(cfg)
         ck = load_fusion_checkpoint(path)  # one read: weights, metadata and the file's hash
         info = ck.meta
         assert info is not None
