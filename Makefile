@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Labelled corpora for train-offline (RAVDESS, EmoDB, MELD, FER2013, CREMA-D; see training/reproduce.py).
+# Labelled corpora for train-offline (RAVDESS, EmoDB, MELD, FER2013, CREMA-D; see training/recipe/reproduce.py).
 DATA ?= ../shared/data
 
 .PHONY: setup test demo serve bench bench-engine export train-offline train-cider clean

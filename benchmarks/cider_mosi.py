@@ -2,14 +2,14 @@
 
     python -m benchmarks.cider_mosi --data data/mosi-trimodal --json out.json [--epochs 20] [--plot out.png]
 
-For each split (IID: the official speaker-independent split; OOD: ``training.ood.ood_split``) it trains
-four variants with the same optimiser, batch size and epoch budget, selecting the epoch by validation
-accuracy (validation carved from train by whole videos):
+For each split (IID: the official speaker-independent split; OOD:
+``training.evaluation.ood.ood_split``) it trains four variants with the same optimiser, batch size and
+epoch budget, selecting the epoch by validation accuracy (validation carved from train by whole videos):
 
 * ``cmarr``        CM-ARR with its own recipe (a random one of the 7 availability conditions per sample)
-* ``cmarr+rmfm``   CM-ARR with RMFM masks and MSSD (``training.mssd.CMARRMSSDAdapter``)
+* ``cmarr+rmfm``   CM-ARR with RMFM masks and MSSD (``training.loop.mssd.CMARRMSSDAdapter``)
 * ``cider``        CIDer on complete inputs, cross-entropy only
-* ``cider+rmfm``   CIDer with RMFM masks and MSSD (``training.mssd.CIDerAdapter``)
+* ``cider+rmfm``   CIDer with RMFM masks and MSSD (``training.loop.mssd.CIDerAdapter``)
 
 Then, per variant: test accuracy on complete inputs; the RMFM sweep r = 0.0..1.0 on test and its AUILC;
 MACI plugged onto the frozen model (MCM head trained on training representations, bias words from the
@@ -41,15 +41,15 @@ import yaml
 from models.cider import MACI, MACIConfig, select_bias_words
 from models.config_io import to_dict
 from models.modalities import MODALITIES
-from training.adapters import CMARRAdapter, ModelAdapter
-from training.conditions import ConditionSampler, MissingConfig
+from training.data.conditions import ConditionSampler, MissingConfig
 from training.data.dataset import FeatureDataset, Normalizer, Sample, collate
 from training.data.mosi import load_mosi
 from training.data.splits import grouped_split
-from training.mssd import CIDerAdapter, CMARRMSSDAdapter
-from training.ood import choose_tau, fit_text_proxy, load_transcripts, ood_split
-from training.robustness import plot_curves, sweep_predict
-from training.variants import train_step
+from training.evaluation.ood import choose_tau, fit_text_proxy, load_transcripts, ood_split
+from training.evaluation.robustness import plot_curves, sweep_predict
+from training.loop.adapters import CMARRAdapter, ModelAdapter
+from training.loop.mssd import CIDerAdapter, CMARRMSSDAdapter
+from training.loop.variants import train_step
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("cmarr", "cmarr+rmfm", "cider", "cider+rmfm")

@@ -7,15 +7,15 @@ The store is the multi-corpus feature store of the offline profile (``make train
 Whisper encoder states at 50 Hz and MiniLM token states, one sequence per utterance.
 
 1. **Speech + text** (RAVDESS and EmoDB with their ASR transcripts). Test: the first of the five
-   leave-speakers-out folds of ``training.reproduce`` (people never heard in training); validation:
-   held-out speakers of the rest. Each of ``training.variants.VARIANTS`` (CM-ARR and CIDer, each with
+   leave-speakers-out folds of ``training.recipe.reproduce`` (people never heard in training); validation:
+   held-out speakers of the rest. Each of ``training.loop.variants.VARIANTS`` (CM-ARR and CIDer, each with
    and without RMFM training) is trained under every seed. On test: RMFM, RMFM_same, RMM, TMFM and
-   STMFM sweeps r = 0.0..1.0 (TMFM/STMFM on relative time, ``training.missing``) with their AUILC
+   STMFM sweeps r = 0.0..1.0 (TMFM/STMFM on relative time, ``training.data.missing``) with their AUILC
    (trapezoid; over accuracy as in the papers, and over UAR), and the SMM table of the 7 combinations.
 2. **MELD text** (official splits): the same variants and sweeps on token sequences alone.
-3. **MACI on MELD**: IID = the official split, OOD = ``training.ood_dialogues`` (whole dialogues
+3. **MACI on MELD**: IID = the official split, OOD = ``training.evaluation.ood_dialogues`` (whole dialogues
    moved so that labels and bias words shift). Each CIDer variant is trained on each split's train;
-   MACI is fitted on the frozen model (``training.maci_fit``; tau on validation UAR) and test UAR is
+   MACI is fitted on the frozen model (``training.fit.maci``; tau on validation UAR) and test UAR is
    reported with and without it.
 
 Prints one JSON object (also written to --json) with a ``targets`` object, the tables in markdown on
@@ -40,11 +40,16 @@ from models.modalities import MODALITIES
 from training.config import DataConfig
 from training.data.dataset import Normalizer, Sample
 from training.data.multicorpus import multicorpus_splits
-from training.maci_fit import Split, encode_counterfactuals, fit_maci, pad
-from training.ood_dialogues import ood_dialogue_split
-from training.recipe import speaker_folds
-from training.robustness import SweepResult, accuracy_uar, condition_sweep, plot_curves, sweep_predict
-from training.variants import (
+from training.evaluation.ood_dialogues import ood_dialogue_split
+from training.evaluation.robustness import (
+    SweepResult,
+    accuracy_uar,
+    condition_sweep,
+    plot_curves,
+    sweep_predict,
+)
+from training.fit.maci import Split, encode_counterfactuals, fit_maci, pad
+from training.loop.variants import (
     VARIANTS,
     batches_of,
     build_variant,
@@ -53,6 +58,7 @@ from training.variants import (
     predict_logits,
     train_variant,
 )
+from training.recipe import speaker_folds
 
 REPO = Path(__file__).resolve().parents[1]
 RATE_MODES = ("rmfm", "rmfm_same", "rmm", "tmfm", "stmfm")
@@ -247,7 +253,7 @@ def run_maci(
     """MACI on every CIDer variant of every split; ``trained[split]`` reuses models trained on that split."""
     from models.cider import select_bias_words
     from models.encoders.profile import Extractors, profile_from_description
-    from training.feature_store import FeatureStore
+    from training.data.feature_store import FeatureStore
 
     fs = FeatureStore(store)
     encoder = Extractors(profile_from_description(fs.manifest["extractors"])).text
@@ -412,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             res["plots"] = plots(res, "meld_text", plot_dir)
         result["meld_text"] = res
     if "maci" in parts and meld is not None:
-        from training.feature_store import FeatureStore
+        from training.data.feature_store import FeatureStore
 
         fs = FeatureStore(args.store)
         pooled = meld.train + meld.val + meld.test

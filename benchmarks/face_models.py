@@ -12,7 +12,7 @@ per second of one SGD step on a batch of 64 (forward, backward, update), and the
 21,005 FER2013 training faces would take at that rate.
 
 ``--fer4`` scores each model that has weights on PrivateTest (UAR, WAR), every face cropped by the
-engine's own face path (``training.denseface_data``): mini-Xception's seven-class reading restricted to
+engine's own face path (``training.denseface.data``): mini-Xception's seven-class reading restricted to
 ang/hap/neu/sad, as the engine reads it; DenseFace from ``--denseface`` when given.
 """
 
@@ -110,8 +110,8 @@ def private_test(npz: Path, denseface: Path | None) -> dict[str, Any]:
     from models.encoders.mini_xception import MiniXceptionEmbedder
     from models.labels import FOUR_CLASSES
     from models.metrics import classification_metrics
-    from training.denseface_data import load_fer4
-    from training.experts import FER_NAMES, FER_TO_CLASS
+    from training.denseface.data import load_fer4
+    from training.fit.experts import FER_NAMES, FER_TO_CLASS
 
     splits, counts = load_fer4(npz, Path("runs/denseface/cache"))
     test = splits["test"]

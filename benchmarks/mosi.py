@@ -32,7 +32,7 @@ from models.metrics import classification_metrics
 from models.modalities import CONDITIONS, MISSING_CONDITIONS, MODALITIES
 from training.data.dataset import DataSplits, Normalizer
 from training.data.mosi import load_mosi
-from training.train import load_train_config, train
+from training.loop.train import load_train_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "cmarr_mosi.yaml"

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from models.cmarr import CMARR, CMARRConfig, cmarr_loss
-from training.conditions import ConditionSampler, MissingConfig
+from training.data.conditions import ConditionSampler, MissingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = {"text": (32, 768), "audio": (225, 768), "video": (135, 342)}

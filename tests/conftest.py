@@ -54,7 +54,7 @@ def chain_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Two speakers are declared in labels.csv so that validation holds out a whole speaker, as the
     multi-corpus recipe does (the clips are one actor: this checks the chain, not a model's quality).
     """
-    from training.extract import main as extract
+    from training.data.extract import main as extract
 
     root = tmp_path_factory.mktemp("chain") / "clips"
     root.mkdir()
@@ -70,7 +70,7 @@ def chain_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(store: Path, config: Path, overrides: list[str], out: Path) -> Path:
-    from training.train import main as train
+    from training.loop.train import main as train
 
     args = ["--config", str(config), "--root", str(store), "--out", str(out), "--device", "cpu"]
     for o in overrides:

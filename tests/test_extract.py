@@ -12,8 +12,8 @@ from models.encoders.audio import load_audio
 from models.encoders.profile import build_extractors, profile_mismatches
 from tests.encoders.media import CREMAD, LABELS, clip, offline_extractors, read_frames, wav, write_clip
 from training.data.corpus import Utterance, list_corpus
-from training.extract import extract_corpus, main, store_manifest
-from training.feature_store import FeatureStore
+from training.data.extract import extract_corpus, main, store_manifest
+from training.data.feature_store import FeatureStore
 
 
 @pytest.fixture(scope="module")

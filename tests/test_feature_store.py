@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from training.feature_store import FeatureStore, FeatureStoreWriter
+from training.data.feature_store import FeatureStore, FeatureStoreWriter
 
 MANIFEST = {
     "dims": {"text": 4, "audio": 3, "video": 2},

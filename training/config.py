@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .conditions import MissingConfig
+from training.data.conditions import MissingConfig
 
 
 @dataclass
@@ -102,7 +102,7 @@ class TrainConfig:
     model_id: str = "cmarr"  # name of the trained model in checkpoints and events (no ':')
     licence: str = ""  # the licence the weights inherit from the training data (written next to them)
     model: dict[str, Any] = field(default_factory=dict)  # the model config section (e.g. CMARRConfig)
-    ablation: str = "none"  # none | baseline | wo_udcl | wo_spcl | w_point (see training.adapters)
+    ablation: str = "none"  # none | baseline | wo_udcl | wo_spcl | w_point (see training.loop.adapters)
     missing: MissingConfig = field(default_factory=MissingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -117,20 +117,21 @@ class TrainConfig:
     log: str = "csv"  # "csv" | "tensorboard" | "both"
     progress: bool = True
     ddp_find_unused_parameters: bool = True
-    experts: bool = True  # multi-corpus data: also fit the speech and text expert heads (training.experts)
+    # multi-corpus data: also fit the speech and text expert heads (training.fit.experts)
+    experts: bool = True
     # "experts": start CM-ARR's pooled_skip path as the fitted, calibrated experts (frozen) and its
-    # attention path at zero, so training starts from their product (training.experts). "none": random.
+    # attention path at zero, so training starts from their product (training.fit.experts). "none": random.
     skip_init: str = "none"  # some loss terms can be off (ablations), leaving params unused
     # After training (models with a deep_gate): under each availability set, CM-ARR's attention path is
     # kept only where it raises validation UAR by at least this much over the expert path alone.
     attention_min_gain: float = 0.0
     # Then refit how much each modality's expert counts under each availability set, on validation
-    # (training.expert_weights; models with pooled_skip).
+    # (training.fit.expert_weights; models with pooled_skip).
     refit_expert_weights: bool = False
     # CM-ARR's product rule (model.fusion_rule): which class balance each expert's posterior is taken to
     # carry and is divided out: "train" (each expert's own training balance), "uniform" (none), or "auto"
     # (the better of the two on real validation samples). Both are scored and reported
-    # (training.product_rule).
+    # (training.fit.product_rule).
     product_prior: str = "auto"
 
     def __post_init__(self) -> None:
@@ -155,7 +156,7 @@ class TrainConfig:
             raise ValueError(f"attention_min_gain must be in [0, 1), got {self.attention_min_gain}")
         if self.early_stopping_patience < 0:
             raise ValueError("early_stopping_patience must be >= 0")
-        from .adapters import ABLATIONS
+        from training.loop.adapters import ABLATIONS
 
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {sorted(ABLATIONS)}, got {self.ablation!r}")
@@ -168,6 +169,6 @@ class TrainConfig:
 
     @property
     def effective_missing_mode(self) -> str:
-        from .adapters import ABLATIONS
+        from training.loop.adapters import ABLATIONS
 
         return ABLATIONS[self.ablation][1] or self.missing.mode

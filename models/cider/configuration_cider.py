@@ -16,7 +16,7 @@ class MSSDConfig:
     """
 
     enabled: bool = True
-    missing_mode: str = "rmfm"  # RMFM-family mode of the student's masks (training.missing.MODES)
+    missing_mode: str = "rmfm"  # RMFM-family mode of the student's masks (training.data.missing.MODES)
     max_rate: float = 1.0  # training rates are drawn from U(0, max_rate)
     rep: float = 1.0
     att: float = 0.1
@@ -29,7 +29,7 @@ class MSSDConfig:
             v = getattr(self, name)
             if v < 0:
                 raise ValueError(f"MSSD weight {name} must be >= 0, got {v}")
-        modes = ("rmfm", "rmfm_same", "rmm", "tmfm", "stmfm", "smm")  # = training.missing.MODES
+        modes = ("rmfm", "rmfm_same", "rmm", "tmfm", "stmfm", "smm")  # = training.data.missing.MODES
         if self.missing_mode not in modes:
             raise ValueError(f"mssd.missing_mode must be one of {list(modes)}, got {self.missing_mode!r}")
         if not 0.0 <= self.max_rate <= 1.0:

@@ -145,7 +145,7 @@ class MACIConfig:
     num_classes: int
     proto_dim: int = 32  # width of g(prototype)
     hidden: int = 64
-    tau: float = 0.0  # language-bias strength; set from validation (see training.ood.choose_tau)
+    tau: float = 0.0  # language-bias strength; set from validation (see training.evaluation.ood.choose_tau)
     # Counterfactual pass: text only (avail = (1, 0, 0)), i.e. what the bias words alone say. With True,
     # audio and video stay available and only the text is replaced.
     cf_keep_other: bool = False

@@ -358,7 +358,7 @@ class CMARR(nn.Module):
             # 4*t + 2*a + v, column = modality. Learned; 1 everywhere at the start.
             self.skip_gate = nn.Parameter(torch.ones(8, 3))
             # How much the attention path counts under each availability set (same rows). Not trained:
-            # fitted on validation after training (training.finalize), 1 until then.
+            # fitted on validation after training (training.fit.finalize), 1 until then.
             self.register_buffer("deep_gate", torch.ones(8))
             # The product rule (config.fusion_rule): per availability set, the log-prior correction
             # log prior(y) - sum_m w_m log prior_m(y) over the available experts, and the weight of the

@@ -1,4 +1,4 @@
-"""Feature extractors shared by offline extraction (``training.extract``) and the live engine.
+"""Feature extractors shared by offline extraction (``training.data.extract``) and the live engine.
 
 One module per job; heavy libraries (faster-whisper, transformers, mediapipe, OpenCV, PyAV) are imported
 inside the functions and classes that need them, so importing this package stays cheap.

@@ -9,7 +9,7 @@ Spatial: 64 -> 32 -> 16 (two 2x2 average-pool transitions).
 third to a quarter of the cost (2 CPU cores, ONNX Runtime, batches of 8: 36-40 ms per face for the
 paper's network, 8-9 ms with the strided stem; ``benchmarks/face_models.py``).
 
-No pretrained PyTorch weights exist; ``training/train_denseface.py`` trains them on FER+ and writes a
+No pretrained PyTorch weights exist; ``training/denseface/train.py`` trains them on FER+ and writes a
 safetensors file this module loads.
 """
 

@@ -23,7 +23,7 @@ from torch import nn
 
 CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 # The class balance of the data the weights were trained on: FER2013's 35,887 images (Goodfellow et al.,
-# 2013), per class in CLASS_NAMES order. Its posteriors carry this prior (training.product_rule divides it
+# 2013), per class in CLASS_NAMES order. Its posteriors carry this prior (training.fit.product_rule divides it
 # out when the face reading is multiplied with other experts).
 TRAIN_CLASS_COUNTS: tuple[int, ...] = (4953, 547, 5121, 8989, 6077, 4002, 6198)
 INPUT_SIZE = 64

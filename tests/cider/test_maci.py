@@ -9,7 +9,7 @@ import torch
 
 from models.cider import MACI, CIDer, CIDerConfig, MACIConfig, counterfactual_token_ids, select_bias_words
 from models.cider.maci import word_statistics
-from training.ood import choose_tau, fit_text_proxy, load_transcripts, ood_split
+from training.evaluation.ood import choose_tau, fit_text_proxy, load_transcripts, ood_split
 
 MOSI = Path(__file__).resolve().parents[2] / "data" / "mosi-trimodal"
 

@@ -1,11 +1,11 @@
-"""Exact semantics of the RMFM-family masks (training.missing)."""
+"""Exact semantics of the RMFM-family masks (training.data.missing)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from training.missing import MissingAugmenter, MissingSpec, apply_masks, draw_masks
+from training.data.missing import MissingAugmenter, MissingSpec, apply_masks, draw_masks
 
 
 def _masks(lengths: list[int], L: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from models.cider import CIDerConfig
-from training.mssd import (
+from training.loop.mssd import (
     CIDerAdapter,
     CMARRMSSDAdapter,
     MSSDOutput,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.robustness import DEFAULT_RATES, auilc, condition_sweep, plot_curves, sweep_predict
+from training.evaluation.robustness import DEFAULT_RATES, auilc, condition_sweep, plot_curves, sweep_predict
 
 MOSI = Path(__file__).resolve().parents[2] / "data" / "mosi-trimodal"
 
@@ -70,13 +70,13 @@ def test_sweep_curve_matches_expected_shape(tmp_path) -> None:
 
 
 def test_trainer_and_evaluate_with_cider_on_mosi(tmp_path) -> None:
-    """One real training epoch of CIDer+MSSD through training.train, then the RMFM sweep through
-    training.evaluate's --missing-mode path (JSON + PNG)."""
+    """One real training epoch of CIDer+MSSD through training.loop.train, then the RMFM sweep through
+    training.evaluation.conditions's --missing-mode path (JSON + PNG)."""
     from models.config_io import apply_overrides, from_dict, load_yaml
     from training.config import TrainConfig
     from training.data.mosi import load_mosi
-    from training.evaluate import main as evaluate_main
-    from training.train import train
+    from training.evaluation.conditions import main as evaluate_main
+    from training.loop.train import train
 
     cfg_dict = apply_overrides(
         load_yaml("configs/train/cider_mosi.yaml"),

@@ -33,7 +33,7 @@ def meld() -> list:
 
 
 def test_ood_dialogue_split_moves_whole_dialogues_and_shifts_labels_and_words(meld: list) -> None:
-    from training.ood_dialogues import ood_dialogue_split
+    from training.evaluation.ood_dialogues import ood_dialogue_split
 
     samples = [Sample(id=u.id, group=u.group, label=y) for u, y in meld]
     texts = {u.id: u.transcript for u, _ in meld}
@@ -60,7 +60,7 @@ def test_ood_dialogue_split_moves_whole_dialogues_and_shifts_labels_and_words(me
 
 def test_counterfactual_text_keeps_only_bias_words_through_the_real_encoder() -> None:
     from models.encoders.text import TextEncoder
-    from training.maci_fit import counterfactual_transcript, encode_counterfactuals
+    from training.fit.maci import counterfactual_transcript, encode_counterfactuals
 
     assert counterfactual_transcript("Oh my God, I love it!", {"love", "god"}, "[MASK]") == (
         "[MASK] [MASK] god [MASK] love [MASK]"
@@ -79,8 +79,8 @@ def test_counterfactual_text_keeps_only_bias_words_through_the_real_encoder() ->
 def test_maci_on_a_cider_trained_on_real_meld_tokens(meld: list) -> None:
     from models.cider import select_bias_words
     from models.encoders.text import TextEncoder
-    from training.maci_fit import Split, encode_counterfactuals, fit_maci, pad
-    from training.variants import batches_of, build_variant, length_order, load_items, train_variant
+    from training.fit.maci import Split, encode_counterfactuals, fit_maci, pad
+    from training.loop.variants import batches_of, build_variant, length_order, load_items, train_variant
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -138,7 +138,7 @@ def test_maci_on_a_cider_trained_on_real_meld_tokens(meld: list) -> None:
 
 
 def test_bucketed_batches_cover_every_item_once_with_similar_lengths() -> None:
-    from training.variants import bucketed_batches
+    from training.loop.variants import bucketed_batches
 
     lengths = np.random.default_rng(0).integers(1, 200, size=300)
     items = [{"audio": np.zeros(n), "text": np.zeros(3), "video": np.zeros(1)} for n in lengths]

@@ -20,9 +20,9 @@ from models.encoders.denseface import (
     save_denseface,
 )
 from models.labels import FOUR_CLASSES
-from training.denseface_data import load_fer4, pack
-from training.denseface_fit import augment, fit
-from training.train_denseface import load_ferplus, main, majority_label
+from training.denseface.data import load_fer4, pack
+from training.denseface.fit import augment, fit
+from training.denseface.train import load_ferplus, main, majority_label
 
 FIXTURE = Path(__file__).parent / "data" / "ferplus_tiny"
 FER4 = Path(__file__).resolve().parents[3] / "shared" / "data" / "fer2013-4class.npz"
@@ -118,7 +118,7 @@ def test_fer4_faces_are_cropped_by_the_engine_face_path(fer4):
         assert np.bincount(sp.labels, minlength=4).tolist() == [8, 8, 8, 8]
     # The crop is the engine's: the same still through FaceFeatureExtractor's detector and crop_face.
     from models.encoders.face import FaceDetector, crop_face
-    from training.face_views import still_views
+    from training.data.face_views import still_views
 
     with np.load(FER4) as d:
         i = int(np.flatnonzero((d["split"] == "train") & (d["label"] == "ang"))[0])

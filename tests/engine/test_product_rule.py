@@ -19,7 +19,7 @@ from engine.stages.fusion import FusionStage, load_fusion_model
 from models.checkpoint import read_metadata
 from models.fusion_meta import FusionMeta
 from models.modalities import CONDITIONS, MODALITIES
-from training.experts import face_expert_probs
+from training.fit.experts import face_expert_probs
 
 TOL = 1e-3  # max |probability difference|: fp32 graph vs float64 closed form
 ROW = {c: sum(w for m, w in zip("tav", (4, 2, 1), strict=True) if m in c) for c in CONDITIONS}

@@ -72,7 +72,7 @@ def test_checkpoint_round_trip_is_self_describing(tmp_path, exported):
 
 
 def test_missing_checkpoint_says_how_to_get_one(tmp_path):
-    with pytest.raises(FileNotFoundError, match="training.train"):
+    with pytest.raises(FileNotFoundError, match="python -m training.train"):
         load_checkpoint(tmp_path / "nope.safetensors")
 
 

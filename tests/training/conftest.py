@@ -34,7 +34,7 @@ def write_store(
 ) -> Path:
     """A feature store whose class shows in every modality's mean (so a model can learn it), with
     variable lengths, frames without a face, a missing modality and labels in raw corpus spellings."""
-    from training.feature_store import FeatureStoreWriter
+    from training.data.feature_store import FeatureStoreWriter
 
     rng = np.random.default_rng(seed)
     raw = {"ang": "ang", "hap": "exc", "neu": "neu", "sad": "sad"}  # excited must count as happy

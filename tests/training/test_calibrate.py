@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.metrics import calibration_check, expected_calibration_error
-from training.calibrate import ece_report, fit_temperature, softmax
+from training.fit.calibrate import ece_report, fit_temperature, softmax
 
 
 def _calibrated_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

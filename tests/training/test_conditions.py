@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models.modalities import CONDITIONS
-from training.conditions import ConditionSampler, MissingConfig
+from training.data.conditions import ConditionSampler, MissingConfig
 
 
 def test_uniform_covers_all_conditions_evenly_and_is_seeded() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.cv import _ensure_store, run_cv
+from training.evaluation.cv import _ensure_store, run_cv
 
 from .conftest import REPO, TINY_MODEL
 

@@ -25,8 +25,8 @@ def test_torchrun_two_processes_gloo(store: Path, tmp_path: Path) -> None:
         textwrap.dedent("""
         import json, sys
         import torch, torch.distributed as dist
-        import training.loop as tl
-        import training.train as tt
+        import training.loop.parts as tl
+        import training.loop.train as tt
         store, out, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
         torch.set_num_threads(1)
         built = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.face_views import CANVAS, still_views
+from training.data.face_views import CANVAS, still_views
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -34,7 +34,7 @@ def test_views_are_deterministic_frames_with_variation(faces) -> None:  # noqa: 
 
 def test_the_engine_face_path_finds_and_reads_the_faces(faces) -> None:  # noqa: ANN001
     from tests.encoders.media import offline_extractors
-    from training.experts import face_expert_probs
+    from training.fit.experts import face_expert_probs
 
     fx = offline_extractors().face
     found, right = 0, 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from models.checkpoint import load_checkpoint
 from models.fusion_meta import FusionMeta
-from training.model_card import render_card
+from training.recipe.card import render_card
 
 
 def test_card_reports_the_run_it_was_rendered_from(trained_checkpoint: Path) -> None:

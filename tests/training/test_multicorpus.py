@@ -37,7 +37,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("the real corpus copies (shared/data next to the repository) are not on this machine")
     from tests.encoders.media import offline_extractors
     from training.data.corpus import list_corpus
-    from training.extract import extract_corpus, store_manifest
+    from training.data.extract import extract_corpus, store_manifest
 
     out = tmp_path_factory.mktemp("multi") / "store"
     ex = offline_extractors()
@@ -64,14 +64,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _splits(store: Path, *overrides: str):  # noqa: ANN202
     from training.data.sources import load_splits
-    from training.train import load_train_config
+    from training.loop.train import load_train_config
 
     cfg = load_train_config(TRAIN_CONFIG, ["data.val_fraction=0.34", *overrides], root=str(store))
     return cfg, load_splits(cfg.data)
 
 
 def test_store_keeps_each_samples_own_modalities(store: Path) -> None:
-    from training.feature_store import FeatureStore
+    from training.data.feature_store import FeatureStore
 
     fs = FeatureStore(store)
     assert [c["kind"] for c in fs.manifest["corpora"]] == ["ravdess", "meld", "fer2013", "cremad"]
@@ -134,8 +134,8 @@ def test_face_pairing_gives_speech_a_same_label_face(store: Path) -> None:
 def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
     store: Path, tmp_path: Path
 ) -> None:
-    from training.expert_weights import condition_row
-    from training.train import load_train_config, train
+    from training.fit.expert_weights import condition_row
+    from training.loop.train import load_train_config, train
 
     over = [o for o in TINY if not o.startswith(("data.corpora", "data.eval_only", "data.val_fraction"))]
     cfg = load_train_config(
@@ -172,7 +172,7 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
     # The product rule (the recipe's default): the prior correction of the chosen prior in the graph,
     # both priors scored on validation, and the attention path's residual kept only on sets with real
     # validation samples: av and tav exist here only as synthetic face pairs, tv not at all -> 0.
-    from training.product_rule import prior_bias_table
+    from training.fit.product_rule import prior_bias_table
 
     ck = load_checkpoint(res.best_checkpoint)
     assert meta.fusion_rule == "product" == ck.model.fusion_rule == ck.config.fusion_rule
@@ -215,7 +215,7 @@ def test_short_training_writes_calibrated_checkpoint_with_experts_and_reports(
     report = verify_onnx(model, export_onnx(model, tmp_path / "m.onnx"), lengths=(1, 9), batches=(2,))
     assert report["passed"], report["max_abs_diff"]
     # Resuming the finished run trains nothing more and finalizes it again to the same result (what
-    # `training.reproduce --refinalize` relies on): gates, expert weights, temperature.
+    # `training.recipe.reproduce --refinalize` relies on): gates, expert weights, temperature.
     epochs = len(json.loads((tmp_path / "run" / "history.json").read_text()))
     again = train(cfg, tmp_path / "run", resume=True, device="cpu")
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == epochs
@@ -234,8 +234,8 @@ def test_training_starts_from_the_product_of_the_calibrated_experts(store: Path)
     import torch
 
     from training.data.dataset import FeatureDataset, Normalizer, collate
-    from training.experts import fit_experts, init_skip_from_experts
-    from training.train import build_model, logprob_tail
+    from training.fit.experts import fit_experts, init_skip_from_experts
+    from training.loop.train import build_model, logprob_tail
 
     cfg, sp = _splits(store)
     assert logprob_tail(sp) == (0, 0, 7)  # the face model's 7 log-probabilities end every video frame
@@ -256,7 +256,7 @@ def test_training_starts_from_the_product_of_the_calibrated_experts(store: Path)
         h = experts[name].head
         x = raw[i][h.modality]
         if name == "face":  # the face model's own reading: log of its mean probability over the frames
-            from training.experts import face_expert_probs
+            from training.fit.experts import face_expert_probs
 
             p = face_expert_probs(x, np.ones(len(x), bool), sp.class_names)
             probs = np.exp(x[:, -7:]).mean(0)[[0, 3, 6, 4]]  # angry, happy, neutral, sad
@@ -279,10 +279,11 @@ def test_training_starts_from_the_product_of_the_calibrated_experts(store: Path)
 def test_speech_calibration_reads_every_speaker_once_by_a_head_that_never_heard_them(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """training.speech_calibration on the real store: each RAVDESS utterance is read once, out of fold;
+    """training.evaluation.speech_calibration on the real store: each RAVDESS utterance is read once, out
+    of fold;
     a temperature never changes a prediction; the temperature fitted on the readings themselves has the
     lower NLL on them than none; a path without a store fails in one line."""
-    from training.speech_calibration import main
+    from training.evaluation.speech_calibration import main
 
     assert main(["--store", str(tmp_path / "none")]) == 2
     assert "not a feature store" in capsys.readouterr().err
@@ -299,7 +300,7 @@ def test_speech_calibration_reads_every_speaker_once_by_a_head_that_never_heard_
     assert all(0.0 <= rav[k]["ece"] <= 1.0 and rav[k]["ece_floor"] > 0 for k in ("none", "val", "pooled"))
     cremad = rep["across_corpora"]["recipe->cremad (test only)"]
     assert cremad["val"]["n"] == 2  # the two CREMA-D clips of the store, read but never fitted on
-    from training.card_fusion import speech_calibration_section
+    from training.recipe.card_fusion import speech_calibration_section
 
     card = "\n".join(speech_calibration_section({"speech_calibration": rep}))  # what reproduce writes
     row = f"| out of fold, ravdess | 12 | {100 * rav['val']['uar']:.1f} | {rav['none']['ece']:.3f} | "

@@ -1,5 +1,5 @@
-"""A user's own labelled clips train with the README's two commands: ``training.extract --corpus files``,
-then ``training.train --config configs/train/cmarr_own_data.yaml`` (the shipped recipe, extended)."""
+"""A user's own labelled clips train with the README's two commands: ``training.data.extract --corpus files``,
+then ``training.loop.train --config configs/train/cmarr_own_data.yaml`` (the shipped recipe, extended)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from models.checkpoint import read_metadata
 from models.config_io import load_recipe
 from tests.conftest import REPO, TINY, TRAIN_CONFIG
-from training.train import load_train_config
-from training.train import main as train
+from training.loop.train import load_train_config
+from training.loop.train import main as train
 
 OWN_CONFIG = REPO / "configs" / "train" / "cmarr_own_data.yaml"
 # TINY without its "every corpus" overrides: the recipe itself has to take the clips

@@ -12,9 +12,9 @@ from safetensors import safe_open
 
 from models.checkpoint import load_checkpoint
 from training import evaluate
-from training.adapters import ABLATIONS, apply_ablation
-from training.loop import lr_factor
-from training.train import load_train_config, train
+from training.loop.adapters import ABLATIONS, apply_ablation
+from training.loop.parts import lr_factor
+from training.loop.train import load_train_config, train
 
 from .conftest import REPO, STORE_DIMS, TINY_MODEL
 
@@ -63,8 +63,14 @@ def test_train_saves_self_describing_checkpoint(store: Path, tmp_path: Path) -> 
 def test_resume_continues_exactly(store: Path, tmp_path: Path) -> None:
     full = train(_cfg(store), tmp_path / "a", device="cpu", evaluate_test=False)
     _train_epochs(_cfg(store), tmp_path / "b", stop_after=2)  # the same run, interrupted after epoch 2
+    # an interrupted run leaves its resumable state, never a checkpoint that looks finished
+    assert (tmp_path / "b" / "selected.safetensors").is_file()
+    assert not (tmp_path / "b" / "best.safetensors").exists()
     resumed = train(_cfg(store), tmp_path / "b", device="cpu", resume=True, evaluate_test=False)
     assert resumed.epochs_run == 3
+    finished = load_checkpoint(resumed.best_checkpoint).extra
+    assert finished["temperature"] > 0 and "calibration" in finished
+    assert "calibration" not in load_checkpoint(tmp_path / "b" / "selected.safetensors").extra
     sa = torch.load(full.out_dir / "last_state.pt", weights_only=True)["model"]
     sb = torch.load(resumed.out_dir / "last_state.pt", weights_only=True)["model"]
     for k in sa:
@@ -75,7 +81,7 @@ def test_resume_continues_exactly(store: Path, tmp_path: Path) -> None:
 
 def _train_epochs(cfg, out: Path, stop_after: int) -> None:
     """Run ``train`` but make it stop after ``stop_after`` epochs, as an interruption would."""
-    import training.model_setup as tt  # where validation calls the evaluator
+    import training.loop.model_setup as tt  # where validation calls the evaluator
 
     calls = {"n": 0}
     real = tt.evaluate_conditions
@@ -184,7 +190,8 @@ def test_evaluate_missing_mode_calls_robustness_sweep(store: Path, tmp_path: Pat
     assert evaluate.main(args) == 0
     sweep = json.loads(out.read_text())["missing_sweep"]
     assert sweep["mode"] == "smm"
-    # the 7 fixed combinations through training.robustness agree with this module's condition report
+    # the 7 fixed combinations through training.evaluation.robustness agree with this module's condition
+    # report
     for c in ("t", "a", "v", "tv", "av", "ta", "tav"):
         assert sweep["conditions"][c]["accuracy"] == pytest.approx(res.test_report["conditions"][c]["war"])
     rmfm = tmp_path / "rmfm.json"

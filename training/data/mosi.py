@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import DataSplits, Sample
-from .splits import grouped_split
+from training.data.dataset import DataSplits, Sample
+from training.data.splits import grouped_split
 
 MOSI_DIMS: dict[str, int] = {"text": 100, "audio": 73, "video": 100}
 MOSI_CLASSES: tuple[str, ...] = ("negative", "positive")

@@ -1,12 +1,12 @@
 """A multi-corpus feature store -> speaker-independent train / validation / test splits.
 
-Every utterance of the store records its corpus, speaker and official split (``training.extract``).
+Every utterance of the store records its corpus, speaker and official split (``training.data.extract``).
 
 * A corpus with official splits (MELD: train/dev/test; FER2013: Training/PublicTest/PrivateTest) keeps
   them.
 * Any other corpus (RAVDESS, EmoDB, ...) is split by speaker: ``data.test_speakers`` go to test (the
-  leave-speakers-out folds of ``training.cv``), and about ``data.val_fraction`` of the remaining speakers
-  of each corpus go to validation (seeded by ``data.split_seed``). No speaker is on two sides.
+  leave-speakers-out folds of ``python -m training.cv``), and about ``data.val_fraction`` of the remaining
+  speakers of each corpus go to validation (seeded by ``data.split_seed``). No speaker is on two sides.
 * ``data.eval_only`` corpora (the CREMA-D clips by default) go to test only: never trained on, never
   used to select a model.
 
@@ -29,10 +29,9 @@ import numpy as np
 
 from models.labels import normalise_label
 from models.modalities import MODALITIES
-
-from ..config import DataConfig
-from .dataset import DataSplits, NoTrainingData, Sample
-from .store_dataset import _load_from_store
+from training.config import DataConfig
+from training.data.dataset import DataSplits, NoTrainingData, Sample
+from training.data.store_dataset import _load_from_store
 
 OFFICIAL_SPLITS = {"train": "train", "val": "val", "dev": "val", "test": "test"}
 
@@ -115,7 +114,7 @@ def no_utterance_message(
 
 
 def multicorpus_splits(data: DataConfig) -> DataSplits:
-    from training.feature_store import FeatureStore
+    from training.data.feature_store import FeatureStore
 
     store = FeatureStore(data.root)
     dims = store.dims

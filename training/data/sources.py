@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .dataset import DataSplits
+from training.data.dataset import DataSplits
 
 if TYPE_CHECKING:
     from training.config import DataConfig
@@ -16,14 +16,14 @@ def load_splits(data: DataConfig) -> DataSplits:
     if not data.root:
         raise ValueError("data.root is empty: pass --root <data folder> (MOSI folder or feature store)")
     if data.source == "mosi":
-        from .mosi import load_mosi
+        from training.data.mosi import load_mosi
 
         return load_mosi(data.root, val_fraction=data.val_fraction, seed=data.split_seed)
     if data.source == "multi":
-        from .multicorpus import multicorpus_splits
+        from training.data.multicorpus import multicorpus_splits
 
         return multicorpus_splits(data)
-    from .store_dataset import store_splits
+    from training.data.store_dataset import store_splits
 
     return store_splits(
         data.root,

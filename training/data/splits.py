@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .dataset import Sample
+from training.data.dataset import Sample
 
 
 def grouped_split(

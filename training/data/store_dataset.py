@@ -1,4 +1,4 @@
-"""Feature store (written by ``training.extract``) -> the same ``Sample``s as every other source.
+"""Feature store (written by ``training.data.extract``) -> the same ``Sample``s as every other source.
 
 Features are read lazily, one utterance at a time, so a corpus larger than memory trains fine.
 Per-frame presence (e.g. False where no face was found) becomes the validity mask; a modality with no
@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from models.modalities import MODALITIES
-
-from .corpus import normalise_label
-from .dataset import DataSplits, NoTrainingData, Sample
-from .splits import grouped_split, stratified_split
+from training.data.corpus import normalise_label
+from training.data.dataset import DataSplits, NoTrainingData, Sample
+from training.data.splits import grouped_split, stratified_split
 
 
 def _load_from_store(
@@ -41,7 +40,7 @@ def store_samples(
 ) -> tuple[list[Sample], dict[str, int], dict[str, Any]]:
     """All utterances of a store whose label is one of ``class_names`` (labels normalised, so 'exc' in
     a store counts as 'hap'). Returns (samples, dims per modality, manifest)."""
-    from training.feature_store import FeatureStore  # the extractor's module; imported on use
+    from training.data.feature_store import FeatureStore  # the extractor's module; imported on use
 
     store = FeatureStore(root)
     dims = store.dims
@@ -86,7 +85,7 @@ def store_splits(
     if not samples:
         from collections import Counter
 
-        from training.feature_store import FeatureStore
+        from training.data.feature_store import FeatureStore
 
         store = FeatureStore(root)
         found = Counter(str(normalise_label(store.meta(u).get("label"))) for u in store.ids())
@@ -129,7 +128,7 @@ def store_splits(
 
 def store_groups(root: str | Path) -> list[str]:
     """The folds of a store: its distinct ``group`` values, sorted."""
-    from training.feature_store import FeatureStore
+    from training.data.feature_store import FeatureStore
 
     store = FeatureStore(root)
     return sorted({str(store.meta(u).get("group", "")) for u in store.ids()})

@@ -11,7 +11,7 @@
   computes the same thing from the same model). Its temperature is fitted on validation windows pooled
   as the engine pools a window's frames (``fit_face_temperature``).
 * ``expert_priors``: the class balance each expert's posterior carries, which the product rule divides
-  out (``training.product_rule``).
+  out (``training.fit.product_rule``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from models.fusion_meta import ExpertHead
-
-from .calibrate import fit_temperature
-from .data.dataset import Sample
+from training.data.dataset import Sample
+from training.fit.calibrate import fit_temperature
 
 HEADS = {"speech": ("audio", "mean_std"), "text": ("text", "mean")}
 C_GRID = (0.01, 0.1, 1.0)

@@ -8,7 +8,7 @@ real text encoder, the MCM head, and tau chosen on validation.
 * **MCM head.** Class prototypes and the label prior from the training representations; the head
   (``g``, ``f``) is fitted with NLL on them under the training prior, and reads with a uniform prior at
   test (backdoor adjustment).
-* **tau.** Chosen on validation UAR over 0.0..1.0 (``training.ood.choose_tau``), never on test.
+* **tau.** Chosen on validation UAR over 0.0..1.0 (``training.evaluation.ood.choose_tau``), never on test.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import torch.nn.functional as F
 
 from models.cider import MACI, MACIConfig, select_bias_words
 from models.cider.maci import tokenize
-
-from .data.dataset import Normalizer
-from .ood import choose_tau
-from .robustness import accuracy_uar
+from training.data.dataset import Normalizer
+from training.evaluation.ood import choose_tau
+from training.evaluation.robustness import accuracy_uar
 
 
 def counterfactual_transcript(text: str, keep: set[str], mask_token: str) -> str:

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from models.modalities import CONDITIONS
-
-from .missing import MODES, MissingSpec, apply_masks, draw_masks
+from training.data.missing import MODES, MissingSpec, apply_masks, draw_masks
 
 DEFAULT_RATES: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 Predict = Callable[[dict[str, Any]], torch.Tensor]

@@ -101,9 +101,9 @@ class CMARRAdapter(ModelAdapter):
 # A train config's model_type -> (module, adapter class). "cmarr_mssd" trains the cmarr family with
 # CIDer's self-distillation.
 ADAPTERS: dict[str, tuple[str, str]] = {
-    "cmarr": ("training.adapters", "CMARRAdapter"),
-    "cider": ("training.mssd", "CIDerAdapter"),
-    "cmarr_mssd": ("training.mssd", "CMARRMSSDAdapter"),
+    "cmarr": ("training.loop.adapters", "CMARRAdapter"),
+    "cider": ("training.loop.mssd", "CIDerAdapter"),
+    "cmarr_mssd": ("training.loop.mssd", "CMARRMSSDAdapter"),
 }
 _REGISTRY: dict[str, ModelAdapter] = {}
 

@@ -8,9 +8,8 @@ import numpy as np
 
 from models.fusion_meta import FusionMeta
 from models.modalities import MODALITIES
-
-from .data.dataset import FeatureDataset
-from .experts import face_expert_probs
+from training.data.dataset import FeatureDataset
+from training.fit.experts import face_expert_probs
 
 
 def _raw(ds: FeatureDataset, i: int) -> dict[str, np.ndarray | None]:

@@ -1,5 +1,5 @@
-"""One optimiser step, shared by the trainer (``training.train``) and the variant comparisons
-(``training.variants``)."""
+"""One optimiser step, shared by the trainer (``training.loop.train``) and the variant comparisons
+(``training.loop.variants``)."""
 
 from __future__ import annotations
 

@@ -10,11 +10,10 @@ from torch.utils.data import DataLoader
 
 from models.config_io import to_dict
 from models.fusion_meta import FusionMeta
-
-from .adapters import ModelAdapter, apply_ablation, get_adapter
-from .config import TrainConfig
-from .data.dataset import DataSplits, Normalizer
-from .evaluate import evaluate_conditions
+from training.config import TrainConfig
+from training.data.dataset import DataSplits, Normalizer
+from training.evaluation.conditions import evaluate_conditions
+from training.loop.adapters import ModelAdapter, apply_ablation, get_adapter
 
 
 def logprob_tail(splits: DataSplits) -> tuple[int, int, int]:
@@ -52,7 +51,7 @@ def validate(
     """The validation report that selects the epoch: natural conditions per corpus for multi-corpus data,
     every availability condition otherwise."""
     if splits.description.get("source") == "multi":
-        from .natural_eval import evaluate_natural
+        from training.evaluation.natural import evaluate_natural
 
         return evaluate_natural(
             model, adapter, splits.val, splits.dims, normalizer, splits.class_names, device, max_len

@@ -1,4 +1,4 @@
-"""The pieces of a training run that ``training.train.train`` puts together, in its order: the data
+"""The pieces of a training run that ``training.loop.train.train`` puts together, in its order: the data
 loaders, the model (with its expert heads and DDP), the condition sampler, the optimisation (optimiser
 with its gate group, schedule, AMP scaler), one epoch, and the test reports of the finished model."""
 
@@ -12,15 +12,15 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from .adapters import ModelAdapter
-from .conditions import ConditionSampler
-from .config import TrainConfig
-from .data.dataset import DataSplits, FeatureDataset, Normalizer, batch_to, collate
-from .distributed import DistInfo
-from .evaluate import evaluate_conditions
-from .model_setup import build_model
-from .samplers import CorpusBatchDraw, EpochShuffle, WeightedEpochDraw
-from .step import optimizer_step
+from training.config import TrainConfig
+from training.data.conditions import ConditionSampler
+from training.data.dataset import DataSplits, FeatureDataset, Normalizer, batch_to, collate
+from training.data.samplers import CorpusBatchDraw, EpochShuffle, WeightedEpochDraw
+from training.evaluation.conditions import evaluate_conditions
+from training.loop.adapters import ModelAdapter
+from training.loop.distributed import DistInfo
+from training.loop.model_setup import build_model
+from training.loop.step import optimizer_step
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
@@ -87,7 +87,7 @@ def data_loaders(
     training and validation loaders."""
     transform = None
     if cfg.data.source == "multi":
-        from .data.multicorpus import Compose, FacePairing, TemporalCrop, face_samples
+        from training.data.multicorpus import Compose, FacePairing, TemporalCrop, face_samples
 
         rate = (splits.description.get("store_manifest") or {}).get("frame_rates", {}).get("audio") or 50.0
         transform = Compose(
@@ -130,7 +130,7 @@ def build_training_model(
     adapter, core, _ = build_model(cfg, splits)
     experts = None
     if cfg.data.source == "multi" and (cfg.experts or cfg.skip_init == "experts"):
-        from .experts import fit_experts, init_skip_from_experts
+        from training.fit.experts import fit_experts, init_skip_from_experts
 
         experts = fit_experts(splits.train, splits.val, splits.dims, splits.class_names)
         if cfg.skip_init == "experts":
@@ -154,7 +154,7 @@ def condition_sampler(cfg: TrainConfig) -> ConditionSampler:
     """The per-sample availability draws of the configured missing mode."""
     missing_cfg = cfg.missing
     if cfg.effective_missing_mode != missing_cfg.mode:
-        from .conditions import MissingConfig
+        from training.data.conditions import MissingConfig
 
         missing_cfg = MissingConfig(
             mode=cfg.effective_missing_mode, conditions=missing_cfg.conditions, weights=missing_cfg.weights
@@ -262,7 +262,7 @@ def test_reports(
     condition for the multi-corpus recipe, per condition otherwise."""
     max_len = dict(cfg.data.max_len)
     if cfg.data.source == "multi":
-        from .finalize import natural_test_report
+        from training.fit.finalize import natural_test_report
 
         val = natural_test_report(best, splits, splits.val, device, max_len)
         test = natural_test_report(best, splits, splits.test, device, max_len) if splits.test else None

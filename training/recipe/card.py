@@ -1,4 +1,4 @@
-"""The shipped model's card, rendered from ``training.reproduce``'s report (no hand-typed figures)."""
+"""The shipped model's card, rendered from ``training.recipe.reproduce``'s report (no hand-typed figures)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from models.checkpoint import load_fusion_checkpoint
-
-from .card_fusion import (
+from training.recipe.card_fusion import (
     calibration_section,
     comparison_section,
     mosi_section,

@@ -2,7 +2,7 @@
 
 CM-ARR's ``pooled_skip`` path reads every available modality through its own calibrated expert and
 weights them per availability set (``skip_gate``, row 4*t + 2*a + v). Those weights are learned during
-training next to the attention path; once ``training.finalize`` has decided how much the attention path
+training next to the attention path; once ``training.fit.finalize`` has decided how much the attention path
 counts (often nothing, on small corpora), the weights are refitted for the path that remains: for each
 availability set, non-negative weights w_m minimising the mean (over the corpora scored under that set)
 validation negative log-likelihood of ``attention * g + sum_m w_m * expert_m``. This is stacking of the
@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from models.modalities import MODALITIES as MODALITY_ORDER
-
-from .calibrate import log_softmax
+from training.fit.calibrate import log_softmax
 
 MAX_WEIGHT = 10.0
 
@@ -36,7 +35,7 @@ def entries_by_condition(report: Any, real_only: bool = False) -> dict[str, list
     """The scored "<corpus>.<set>" entries of a validation report, grouped by availability set. Text-only
     scores of speech corpora are left out: the engine never meets them (it only has words where it hears
     speech). ``real_only``: leave out the entries made of synthetic pairs (``<corpus>+face``)."""
-    from .natural_eval import PAIRED_SUFFIX
+    from training.evaluation.natural import PAIRED_SUFFIX
 
     speech = {k.split(".")[0] for k in report.per_condition if k.endswith(".a")}
     by_cond: dict[str, list[str]] = {}

@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from models.modalities import MODALITIES
-
-from .calibrate import ece_entry, softmax
+from training.fit.calibrate import ece_entry, softmax
 
 PRIORS = ("train", "uniform")
 AUTO_MARGIN = 0.005  # product_prior=auto: how much better "train" must do on validation to be chosen
@@ -65,7 +64,7 @@ def set_prior_bias(model: Any, priors: dict[str, np.ndarray], which: str) -> np.
 
 def real_mean_uar(report: Any) -> float:
     """Mean UAR over the validation entries made of real samples (no synthetic face pairs)."""
-    from .natural_eval import PAIRED_SUFFIX
+    from training.evaluation.natural import PAIRED_SUFFIX
 
     keys = [k for k in report.per_condition if PAIRED_SUFFIX not in k]
     return float(np.mean([report.per_condition[k].uar for k in keys])) if keys else float("nan")
@@ -101,8 +100,7 @@ def expert_calibration(report: Any, meta: Any) -> dict[str, Any]:
     uniform prior on the scripted sentences of the speech corpora (mean KL to uniform, nats, and mean
     top probability), next to the same on MELD."""
     from models.metrics import classification_metrics
-
-    from .expert_readings import expert_probs
+    from training.fit.expert_readings import expert_probs
 
     speech = {k.split(".")[0] for k in report.per_condition if k.endswith(".a")}
     out: dict[str, Any] = {}
@@ -150,8 +148,7 @@ def fit_product_weights(model: Any, evaluate: Any, min_gain: float = 0.0) -> dic
     its exponent from next to speech wherever it meets another expert), and 1 to the rest. Run with
     the attention residual off. Returns the fitted and inherited weights."""
     from models.modalities import CONDITIONS
-
-    from .expert_weights import condition_row, fit_expert_weights
+    from training.fit.expert_weights import condition_row, fit_expert_weights
 
     with torch.no_grad():
         model.product_gate.fill_(1.0)
@@ -195,8 +192,7 @@ def floor_weights(
     pairs show that it helps. Also recorded: the best single expert's UAR on the same corpora (a fused
     reading must not fall below it)."""
     from models.modalities import MODALITIES as order
-
-    from .expert_weights import condition_row
+    from training.fit.expert_weights import condition_row
 
     row = condition_row(cond)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "train" / "cmarr_offline.yaml"
 SPEAKER_CORPORA = ("ravdess", "emodb")  # speech corpora with many speakers: folded by speaker
 
 
 def speaker_folds(store: Path, k: int) -> list[list[str]]:
     """k folds of the speech corpora's speakers: sorted per corpus, speaker i goes to fold i % k."""
-    from .feature_store import FeatureStore
+    from training.data.feature_store import FeatureStore
 
     fs = FeatureStore(store)
     folds: list[list[str]] = [[] for _ in range(k)]

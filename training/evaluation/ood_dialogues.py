@@ -30,8 +30,7 @@ from typing import Any
 import numpy as np
 
 from models.cider.maci import select_bias_words, tokenize
-
-from .data.dataset import Sample
+from training.data.dataset import Sample
 
 
 class WordNB:

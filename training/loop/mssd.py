@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.cider import CIDer, CIDerConfig, CIDerOutput, MSSDConfig
-
-from .adapters import ModelAdapter, call_model
-from .missing import MissingMasks, MissingSpec, apply_masks, draw_masks
+from training.data.missing import MissingMasks, MissingSpec, apply_masks, draw_masks
+from training.loop.adapters import ModelAdapter, call_model
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """After training: calibrate the selected checkpoint, add the single-modality experts, and report.
 
 ``finalize_checkpoint`` fits the temperature on validation (and, for multi-corpus data, the speech and
-text expert heads), then rewrites the checkpoint with them, so every probability the engine reports
-is calibrated. ``natural_test_report`` scores a split per corpus and condition with WAR / UAR / the
+text expert heads) for the selected epoch's weights, then writes the finished checkpoint with them (the
+trainer's ``best.safetensors``, once), so every probability the engine reports is calibrated. ``natural_test_report`` scores a split per corpus and condition with WAR / UAR / the
 confusion matrix / ECE before and after calibration, next to every single-modality expert available in
 the same condition ("fused - best expert" must never be negative).
 """
@@ -20,16 +20,14 @@ from models.cmarr import FUSION_RULES
 from models.fusion_meta import ExpertHead
 from models.metrics import classification_metrics
 from models.modalities import CONDITIONS
-
-from .adapters import get_adapter
-from .calibrate import ece_report, fit_temperature, softmax
-from .data.dataset import DataSplits, FeatureDataset, Normalizer
-from .evaluate import predict_conditions
-from .expert_readings import expert_probs
-from .expert_weights import condition_row, entries_by_condition, fit_expert_weights
-from .experts import FittedHead, expert_priors
-from .natural_eval import PAIRED_SUFFIX, NaturalReport, evaluate_natural
-from .product_rule import (
+from training.data.dataset import DataSplits, FeatureDataset, Normalizer
+from training.evaluation.conditions import predict_conditions
+from training.evaluation.natural import PAIRED_SUFFIX, NaturalReport, evaluate_natural
+from training.fit.calibrate import ece_report, fit_temperature, softmax
+from training.fit.expert_readings import expert_probs
+from training.fit.expert_weights import condition_row, entries_by_condition, fit_expert_weights
+from training.fit.experts import FittedHead, expert_priors
+from training.fit.product_rule import (
     expert_calibration,
     fit_product_weights,
     fused_ece,
@@ -37,6 +35,7 @@ from .product_rule import (
     real_mean_uar,
     set_prior_bias,
 )
+from training.loop.adapters import get_adapter
 
 
 def _natural(
@@ -61,10 +60,12 @@ def finalize_checkpoint(
     attention_min_gain: float = 0.0,
     refit_expert_weights: bool = False,
     product_prior: str = "train",
+    dest: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Temperature (and experts) fitted on validation, written into the checkpoint at ``path``.
+    """Temperature (and experts) fitted on validation for the checkpoint at ``path``; the finished
+    checkpoint is written to ``dest`` (default: over ``path``).
     ``attention_min_gain``: see ``fit_deep_gates``; ``refit_expert_weights``: after the attention gates,
-    refit the per-set expert weights on validation (``training.expert_weights``). A CM-ARR with expert
+    refit the per-set expert weights on validation (``training.fit.expert_weights``). A CM-ARR with expert
     paths gets both rules fitted (``fit_rules``); its config's ``fusion_rule`` stays its default."""
     ck = load_fusion_checkpoint(path)
     model = ck.model.to(device)
@@ -97,7 +98,7 @@ def finalize_checkpoint(
     else:
         from torch.utils.data import DataLoader
 
-        from .data.dataset import collate
+        from training.data.dataset import collate
 
         loader = DataLoader(
             FeatureDataset(splits.val, splits.dims, normalizer, max_len), batch_size=64, collate_fn=collate
@@ -130,7 +131,7 @@ def finalize_checkpoint(
         })
     meta.fusion_rule = model.fusion_rule if has_rules else ""
     save_checkpoint(
-        path,
+        path if dest is None else dest,
         ck.model.cpu(),
         {**ck.extra, **meta.to_extra(), "calibration": calibration, "expert_heads": head_info},
     )
@@ -213,7 +214,7 @@ def fit_deep_gates(
     per set, the validation UAR gain of the NLL-fitted gate over the experts alone."""
     from scipy.optimize import minimize_scalar
 
-    from .calibrate import log_softmax
+    from training.fit.calibrate import log_softmax
 
     gate = model.product_deep_gate if model.fusion_rule == "product" else model.deep_gate
     with torch.no_grad():

@@ -24,10 +24,9 @@ from torch.utils.data import DataLoader
 
 from models.metrics import Metrics, classification_metrics
 from models.modalities import CONDITIONS, MODALITIES
-
-from .adapters import ModelAdapter
-from .data.dataset import FeatureDataset, Normalizer, Sample, batch_to, collate
-from .data.multicorpus import FacePairing, face_samples, modality_set
+from training.data.dataset import FeatureDataset, Normalizer, Sample, batch_to, collate
+from training.data.multicorpus import FacePairing, face_samples, modality_set
+from training.loop.adapters import ModelAdapter
 
 PAIRED_SUFFIX = "+face"
 PAIRED_CONDITIONS = ("av", "tav")

@@ -40,8 +40,7 @@ import numpy as np
 import torch
 
 from models.cider.maci import LinearTextProxy, tokenize
-
-from .data.dataset import Sample
+from training.data.dataset import Sample
 
 
 def load_transcripts(root: str | Path) -> dict[str, str]:

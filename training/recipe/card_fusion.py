@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .recipe import SPEAKER_CORPORA
+from training.recipe import SPEAKER_CORPORA
 
 SET_ORDER = ("t", "a", "v", "tv", "av", "ta", "tav")
 
@@ -230,7 +230,7 @@ def mosi_section(report: dict[str, Any]) -> list[str]:
 
 def speech_calibration_section(report: dict[str, Any]) -> list[str]:
     """The speech expert on every held-out speaker (out of fold) and on a corpus it never heard
-    (``training.speech_calibration``)."""
+    (``training.evaluation.speech_calibration``)."""
     sc = report.get("speech_calibration")
     if not sc:
         return []

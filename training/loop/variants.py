@@ -4,9 +4,9 @@ The four variants of the robustness comparison (``benchmarks.cider_sequences``):
 
 * ``cmarr``        CM-ARR with its own recipe: one of the availability conditions within what the sample
                    has, drawn per sample (whole modalities hidden and reconstructed)
-* ``cmarr+rmfm``   CM-ARR on RMFM-masked copies with MSSD (``training.mssd.CMARRMSSDAdapter``)
+* ``cmarr+rmfm``   CM-ARR on RMFM-masked copies with MSSD (``training.loop.mssd.CMARRMSSDAdapter``)
 * ``cider``        CIDer on complete inputs, cross-entropy only
-* ``cider+rmfm``   CIDer on RMFM-masked copies with MSSD (``training.mssd.CIDerAdapter``)
+* ``cider+rmfm``   CIDer on RMFM-masked copies with MSSD (``training.loop.mssd.CIDerAdapter``)
 
 Every variant gets the same items (normalised feature sequences held in memory), batch size, optimiser,
 schedule, epoch budget and seed; the epoch is selected by validation UAR. The time per epoch counts the
@@ -27,13 +27,12 @@ import torch
 
 from models.cider import MSSDConfig
 from models.config_io import from_dict
-
-from .adapters import CMARRAdapter, ModelAdapter
-from .conditions import ConditionSampler, MissingConfig
-from .data.dataset import FeatureDataset, Normalizer, Sample, collate
-from .mssd import CIDerAdapter, CMARRMSSDAdapter
-from .robustness import accuracy_uar
-from .step import optimizer_step
+from training.data.conditions import ConditionSampler, MissingConfig
+from training.data.dataset import FeatureDataset, Normalizer, Sample, collate
+from training.evaluation.robustness import accuracy_uar
+from training.loop.adapters import CMARRAdapter, ModelAdapter
+from training.loop.mssd import CIDerAdapter, CMARRMSSDAdapter
+from training.loop.step import optimizer_step
 
 VARIANTS: tuple[str, ...] = ("cmarr", "cmarr+rmfm", "cider", "cider+rmfm")
 Item = dict[str, Any]
