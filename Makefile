@@ -30,7 +30,7 @@ demo: setup
 	$(PY) run_live.py --demo
 
 # The streaming service on 127.0.0.1:8765 (docs/serve.md); it prints the live page's URL once ready.
-# Clients: a browser at that URL, run_live.py --server, engine.client.
+# Clients: a browser at that URL, run_live.py --server, engine.tools.client.
 serve: setup
 	@echo "the live page will be at http://127.0.0.1:8765/ once the models are loaded"
 	$(PY) -m engine.serve

@@ -306,9 +306,9 @@ async def amain_remote(args: argparse.Namespace, shutdown: Shutdown) -> int:
     """Stream the sources to a server and show its events like the in-process engine's."""
     from websockets.exceptions import WebSocketException
 
-    from engine.client import ServerError, StreamClient, feed_sources
     from engine.serve.config import TOKEN_ENV
     from engine.sinks.runner import SinkRunner
+    from engine.tools.client import ServerError, StreamClient, feed_sources
 
     sources = build_sources(args)
     bad = check_files(sources)
@@ -370,7 +370,7 @@ async def amain(args: argparse.Namespace, shutdown: Shutdown | None = None) -> i
         return await amain_remote(args, shutdown)
     from engine import UNTRAINED_BANNER, Engine
     from engine.backends import BackendError, preflight
-    from engine.memory import trim_every
+    from engine.core.memory import trim_every
     from engine.stages.fusion import ProfileMismatchError
     from models.checkpoint import CheckpointFileError
     from models.fusion_meta import CheckpointMetaError

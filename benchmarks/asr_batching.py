@@ -8,7 +8,7 @@ offline profile's short context (the window plus ``--margin`` s), then per round
 interleaved order: the decoder (``WhisperASR.decode_batch``: greedy generation and word alignment, a
 real prompt and prefix per window) and the encoder (CTranslate2's ``encode`` on the stacked log-mel
 windows), each over all windows in batches of that size. Prints JSON: ms per window for each, and the
-ratio to batch 1. The engine batches what pays (``engine/batched_asr.py``: the decoder only).
+ratio to batch 1. The engine batches what pays (``engine/core/batched_asr.py``: the decoder only).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ import numpy as np
 from benchmarks.report import emit
 from engine.backends import create_backend
 from engine.config import SHIPPED_CHECKPOINT, load_engine_config, resolve_path
-from engine.profile import percentiles
 from engine.stages.fusion import FusionStage, load_fusion_model
+from engine.tools.latency import percentiles
 from models.checkpoint import read_metadata
 from models.fusion_meta import FusionMeta
 from models.modalities import CONDITIONS, MODALITIES

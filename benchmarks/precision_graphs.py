@@ -27,10 +27,10 @@ from benchmarks.report import emit
 from engine.backends import create_backend
 from engine.backends.base import FusionInputs, softmax
 from engine.backends.graphs import PRECISIONS, precision_graph, save_calibration, with_dropped_modalities
-from engine.calibrate import media_files, record_windows
 from engine.config import build_engine_config
-from engine.profile import device_info
-from engine.shared import SharedModels
+from engine.core.shared import SharedModels
+from engine.tools.int8_windows import media_files, record_windows
+from engine.tools.latency import device_info
 
 
 def record(args: argparse.Namespace, work: Path) -> dict[str, Any]:

@@ -114,7 +114,7 @@ class Server:
 
 
 async def one_client(url: str, path: Path, mods: list[str], seconds: float, name: str, delay: float) -> dict:
-    from engine.client import ServerError, stream_file
+    from engine.tools.client import ServerError, stream_file
 
     await asyncio.sleep(delay)
     seqs: list[int] = []

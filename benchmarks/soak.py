@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import emit
-from engine.memory import malloc_trim
+from engine.core.memory import malloc_trim
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MEDIA = ROOT / "tests" / "data" / "streams" / "cremad_1001_x5.mp4"
@@ -94,7 +94,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
 
     def sample() -> None:
         if args.malloc_trim:
-            malloc_trim()  # what run_live.py and engine.serve do once a minute (engine/memory.py)
+            malloc_trim()  # what run_live.py and engine.serve do once a minute (engine/core/memory.py)
         now = time.monotonic()
         s = {
             "t_min": round((now - t0) / 60.0, 2),

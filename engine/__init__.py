@@ -4,9 +4,9 @@ Embedding API: ``Engine``, ``EngineConfig``, ``EmotionEvent`` and the sources/si
 """
 
 from engine.config import EngineConfig, load_engine_config
+from engine.core.loading import load_extractors
 from engine.engine import UNTRAINED_BANNER, Engine
 from engine.frames import EmotionEvent, ExpertReading, FaceInfo, ModalityHealth, Word
-from engine.loading import load_extractors
 
 __all__ = [
     "UNTRAINED_BANNER",

@@ -12,10 +12,10 @@
 
 This module is the composition root. The parts:
 
-- ``engine/media.py``: the media timeline and readiness (``engine/timeline.py``: the timelines and the
-  window schedule);
-- ``engine/consumers.py``: one consumer per modality (audio: VAD; video: face stage);
-- ``engine/window_loop.py``: windows in order, each with its recognition pass (``stages/asr.py``)
+- ``engine/core/media.py``: the media timeline and readiness (``engine/core/timeline.py``: the timelines
+  and the window schedule);
+- ``engine/core/consumers.py``: one consumer per modality (audio: VAD; video: face stage);
+- ``engine/core/window_loop.py``: windows in order, each with its recognition pass (``stages/asr.py``)
   and the window's steps (``stages/window_steps.py``, run by ``stages/window_processor.py``).
 
 Tasks (all held by the engine, all cancelled on close): one per source, one consumer per modality,
@@ -32,12 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.channel import FrameChannel
 from engine.config import EngineConfig
-from engine.consumers import AudioConsumer, Backpressure, VideoConsumer
+from engine.core.channel import FrameChannel
+from engine.core.consumers import AudioConsumer, Backpressure, VideoConsumer
+from engine.core.loading import load_models
+from engine.core.media import MediaState
+from engine.core.window_loop import StreamFeed, WindowLoop
 from engine.frames import AudioFrame, EmotionEvent, EndFrame, Frame, SourceStatusFrame, VideoFrame
-from engine.loading import load_models
-from engine.media import MediaState
 from engine.sinks.base import Sink
 from engine.sinks.runner import SinkRunner
 from engine.sources.base import MediaClock, Source
@@ -48,7 +49,6 @@ from engine.stages.face import FaceStage
 from engine.stages.fusion import FusionModel, FusionStage
 from engine.stages.vad import SileroVAD
 from engine.stages.window_processor import WindowProcessor
-from engine.window_loop import StreamFeed, WindowLoop
 
 _STOP = object()
 UNTRAINED_BANNER = (

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     args = parse_args(argv)
     from engine.backends import BackendError, preflight
-    from engine.loading import build_backend, load_fusion
+    from engine.core.loading import build_backend, load_fusion
 
     t0 = time.perf_counter()
     try:

@@ -98,7 +98,7 @@ def shipped_trt_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.backends.onnxruntime_backend import cached_graph
     from engine.backends.tensorrt_backend import DYNAMO
     from engine.config import build_engine_config
-    from engine.loading import load_fusion
+    from engine.core.loading import load_fusion
 
     cfg = build_engine_config()
     fm = load_fusion(cfg)

@@ -83,7 +83,7 @@ def test_a_cider_checkpoint_goes_through_the_same_chain(
 
 
 def test_engine_evaluate_reports_the_trained_checkpoint(trained_checkpoint: Path, tmp_path: Path) -> None:
-    from engine.evaluate import main
+    from engine.tools.clip_evaluation import main
 
     root = tmp_path / "clips"
     root.mkdir()

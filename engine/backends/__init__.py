@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .base import FusionBackend, FusionInputs, FusionResult, softmax
-from .batching import BackendTimeout, BatchingBackend, BatchStats
+from engine.backends.base import FusionBackend, FusionInputs, FusionResult, softmax
+from engine.backends.batching import BackendTimeout, BatchingBackend, BatchStats
 
 # name -> (module, class). "tensorrt" lives in its own module with an optional dependency.
 _REGISTRY: dict[str, tuple[str, str]] = {

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import FusionBackend, FusionInputs, FusionResult
+from engine.backends.base import FusionBackend, FusionInputs, FusionResult
 
 
 def gather_batch(

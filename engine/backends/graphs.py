@@ -31,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.backends.base import FusionInputs
+from engine.backends.cache import atomic_write, file_digest, sources_digest, text_digest
 from models.modalities import INPUT_NAMES, MODALITIES
-
-from .base import FusionInputs
-from .cache import atomic_write, file_digest, sources_digest, text_digest
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # Kept in fp32 in the fp16 graph: overflow or cancellation in half precision (flows' exp, attention

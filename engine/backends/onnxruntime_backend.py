@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import FusionBackend, FusionInputs, FusionResult, softmax
-from .cache import atomic_write, default_cache_dir, export_version
+from engine.backends.base import FusionBackend, FusionInputs, FusionResult, softmax
+from engine.backends.cache import atomic_write, default_cache_dir, export_version
 
 _OPT_LEVELS = {
     "disable": "ORT_DISABLE_ALL",

@@ -2,7 +2,7 @@
 
 ``RecordingBackend`` wraps any backend and is itself one. Each row of each batch is kept as a sample
 (its valid rows per modality and its availability), up to ``limit`` samples, and the wrapped backend's
-result is returned unchanged. ``engine/calibrate.py`` replays clips through it and writes the samples
+result is returned unchanged. ``engine/tools/int8_windows.py`` replays clips through it and writes the samples
 with ``engine.backends.graphs.save_calibration``.
 """
 
@@ -12,9 +12,8 @@ import threading
 
 import numpy as np
 
+from engine.backends.base import FusionBackend, FusionInputs, FusionResult
 from models.modalities import MODALITIES
-
-from .base import FusionBackend, FusionInputs, FusionResult
 
 
 def unpad(inputs: FusionInputs) -> list[dict[str, np.ndarray]]:

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import FusionBackend, FusionInputs, FusionResult, softmax
-from .cache import atomic_write_bytes, code_digest, default_cache_dir, file_digest, text_digest
-from .graphs import PRECISIONS, precision_graph
-from .onnxruntime_backend import cached_graph
+from engine.backends.base import FusionBackend, FusionInputs, FusionResult, softmax
+from engine.backends.cache import atomic_write_bytes, code_digest, default_cache_dir, file_digest, text_digest
+from engine.backends.graphs import PRECISIONS, precision_graph
+from engine.backends.onnxruntime_backend import cached_graph
 
 DYNAMO = "dynamo"  # the exporter of the graphs TensorRT builds from (models.export.EXPORTERS)
 

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import torch
 
-from .base import FusionBackend, FusionInputs, FusionResult, softmax
+from engine.backends.base import FusionBackend, FusionInputs, FusionResult, softmax
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _MODES = ("eager", "compile", "cuda_graphs")

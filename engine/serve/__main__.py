@@ -7,7 +7,7 @@
 
 SIGTERM drains: no new streams, live ones run for up to drain_s, then end with their final event.
 
-The protocol is in docs/serve.md; clients: engine.client and ``run_live.py --server ws://...``.
+The protocol is in docs/serve.md; clients: engine.tools.client and ``run_live.py --server ws://...``.
 """
 
 from __future__ import annotations

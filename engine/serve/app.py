@@ -20,7 +20,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from engine.config import EngineConfig
-from engine.memory import trim_every
+from engine.core.memory import trim_every
+from engine.core.shared import SharedModels
 from engine.serve.admission import Admission, Decision, LoadMonitor
 from engine.serve.config import ServeConfig
 from engine.serve.cpu_share import CpuShare
@@ -34,7 +35,6 @@ from engine.serve.protocol import (
     close_reason,
 )
 from engine.serve.session import StreamSession
-from engine.shared import SharedModels
 
 log = logging.getLogger("engine.serve")
 STREAM_PATH = "/v1/stream"

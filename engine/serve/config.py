@@ -53,7 +53,7 @@ class ServeConfig:
     engine_overrides: list[str] = field(default_factory=list)  # key=value on top of engine_config
     fusion_max_batch: int = 16  # windows of different streams fused in one backend call
     fusion_max_wait_ms: float = 2.0
-    malloc_trim_s: float = 60.0  # return freed C heap to the OS this often (engine/memory.py); 0: never
+    malloc_trim_s: float = 60.0  # return freed C heap to the OS this often (engine/core/memory.py); 0: never
     token: str | None = field(default=None, repr=False)  # from TOKEN_ENV or --token-file, never YAML
 
     def __post_init__(self) -> None:

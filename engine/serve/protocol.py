@@ -1,4 +1,4 @@
-"""The stream protocol of ``engine.serve`` (docs/serve.md), shared by the server and ``engine.client``.
+"""The stream protocol of ``engine.serve`` (docs/serve.md), shared by the server and ``engine.tools.client``.
 
 One WebSocket per stream:
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
 
-from engine.aio import within
 from engine.config import EngineConfig
+from engine.core.aio import within
 from engine.serve.admission import Decision
 from engine.serve.intake import MediaIntake
 from engine.serve.limits import TokenBucket

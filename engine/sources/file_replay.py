@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.aio import within
+from engine.core.aio import within
 from engine.frames import AudioFrame, EndFrame, Frame, SourceStatusFrame, VideoFrame
 from engine.sources.base import Emit, MediaClock, Source
 from engine.sources.resample import StreamResampler

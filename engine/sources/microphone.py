@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.aio import within
+from engine.core.aio import within
 from engine.frames import AudioFrame, EndFrame, SourceStatusFrame
 from engine.sources.base import Emit, MediaClock, Source
 from engine.sources.resample import StreamResampler

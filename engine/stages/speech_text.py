@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.core.timeline import words_in
 from engine.frames import ModalityHealth, Word
 from engine.stages.asr import ASRPass, StreamingASR
-from engine.timeline import words_in
 from models.encoders.kinds import SharedEncoderSpeech
 
 if TYPE_CHECKING:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.config import EngineConfig
+from engine.core.timeline import WindowSpec
 from engine.frames import EmotionEvent, ModalityHealth
 from engine.stages.asr import StreamingASR
 from engine.stages.fusion import FusionModel, FusionStage
@@ -23,7 +24,6 @@ from engine.stages.window_steps import (
     WindowState,
     window_event,
 )
-from engine.timeline import WindowSpec
 from models.modalities import MODALITIES
 
 if TYPE_CHECKING:

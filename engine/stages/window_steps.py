@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.config import EngineConfig
+from engine.core.timeline import WindowSpec
 from engine.frames import EmotionEvent, ExpertReading, FaceInfo, ModalityHealth
 from engine.stages.face import FaceRecord, expert_reading
 from engine.stages.fusion import EMASmoother, FusionModel, FusionStage
 from engine.stages.health import audio_health, text_health, video_health
 from engine.stages.speech_text import SpeechText, SpeechTextStage
-from engine.timeline import WindowSpec
 from models.modalities import MODALITIES, condition_name
 
 if TYPE_CHECKING:

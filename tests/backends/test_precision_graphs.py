@@ -21,10 +21,10 @@ from engine.backends.graphs import (
     save_calibration,
     with_dropped_modalities,
 )
-from engine.calibrate import main as calibrate_main
-from engine.calibrate import record_windows
 from engine.config import build_engine_config
-from engine.shared import SharedModels
+from engine.core.shared import SharedModels
+from engine.tools.int8_windows import main as calibrate_main
+from engine.tools.int8_windows import record_windows
 from models.modalities import INPUT_NAMES
 from tests.engine.media import ANG, CREMAD
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from faster_whisper import decode_audio
 
-from engine.batched_asr import BatchingRecogniser
+from engine.core.batched_asr import BatchingRecogniser
 from tests.engine.test_long_stream import MONOLOGUE
 
 

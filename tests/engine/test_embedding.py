@@ -126,7 +126,9 @@ def test_run_live_cli(
     assert Path(demo.video).name == "1001_DFA_ANG_XX.flv" and demo.jsonl.endswith("demo_events.jsonl")
 
     # the engine closes extractors it loaded itself; these are shared with other tests
-    monkeypatch.setattr("engine.loading.load_extractors", lambda cfg: Proxy(extractors, close=lambda: None))
+    monkeypatch.setattr(
+        "engine.core.loading.load_extractors", lambda cfg: Proxy(extractors, close=lambda: None)
+    )
     out = tmp_path / "ev.jsonl"
     rc = run_live.main(
         [
@@ -208,7 +210,7 @@ def test_live_camera_and_microphone_through_mocks(extractors: Any, fusion: Any, 
 
 
 def test_freed_heap_is_returned_and_the_trimmer_stops_on_cancel() -> None:
-    from engine.memory import TRIM_AVAILABLE, malloc_trim, trim_every
+    from engine.core.memory import TRIM_AVAILABLE, malloc_trim, trim_every
 
     if not TRIM_AVAILABLE:
         pytest.skip("malloc_trim is glibc's; this C library has none")

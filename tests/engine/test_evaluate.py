@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from engine import evaluate, loading
+from engine.core import loading
+from engine.tools import clip_evaluation as evaluate
 from tests.engine.media import CREMAD
 
 ANG = CREMAD / "1001_DFA_ANG_XX.flv"
@@ -86,7 +87,7 @@ def test_evaluate_replays_every_clip_through_the_engine(
         calls["backend"] += 1
         return real_backend(*a)
 
-    # every load goes through engine.loading: a clip's engine that loaded its own models would count
+    # every load goes through engine.core.loading: a clip's engine that loaded its own models would count
     monkeypatch.setattr(loading, "load_extractors", count_extractors)
     monkeypatch.setattr(loading, "load_fusion_model", count_fusion)
     monkeypatch.setattr(loading, "build_backend", count_backend)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import loading, prepare
+from engine import prepare
 from engine.config import SHIPPED_CHECKPOINT, build_engine_config, resolve_path
+from engine.core import loading
 from models.checkpoint import CheckpointFileError
 
 SHIPPED = resolve_path(SHIPPED_CHECKPOINT)

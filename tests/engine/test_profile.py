@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from engine.profile import summarise_events
 from engine.sources import FileReplaySource
+from engine.tools.latency import summarise_events
 from tests.engine.conftest import config, run_engine
 from tests.engine.media import ANG
 

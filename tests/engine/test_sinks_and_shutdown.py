@@ -199,7 +199,7 @@ def test_run_live_refuses_an_existing_jsonl_before_loading_models(
     def no_models(cfg: Any) -> None:
         raise AssertionError("models were loaded")
 
-    monkeypatch.setattr("engine.loading.load_extractors", no_models)
+    monkeypatch.setattr("engine.core.loading.load_extractors", no_models)
     out = tmp_path / "events.jsonl"
     out.write_text(event(0).to_json() + "\n")
     assert run_live.main(["--video", str(ANG), *QUICK, "--jsonl", str(out)]) == 2
@@ -222,7 +222,9 @@ def test_run_live_refuses_an_existing_jsonl_before_loading_models(
 def test_run_live_appends_when_asked(
     extractors: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr("engine.loading.load_extractors", lambda cfg: Proxy(extractors, close=lambda: None))
+    monkeypatch.setattr(
+        "engine.core.loading.load_extractors", lambda cfg: Proxy(extractors, close=lambda: None)
+    )
     out = tmp_path / "events.jsonl"
     old = event(0).to_json() + "\n"
     out.write_text(old)
@@ -236,7 +238,9 @@ def test_run_live_appends_when_asked(
 def test_run_live_stops_on_a_full_disk_with_one_line(
     extractors: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr("engine.loading.load_extractors", lambda cfg: Proxy(extractors, close=lambda: None))
+    monkeypatch.setattr(
+        "engine.core.loading.load_extractors", lambda cfg: Proxy(extractors, close=lambda: None)
+    )
     rc = run_live.main(["--video", str(AV_STREAM), "--fast", "--no-display", "--backend", "torch",
                         "--set", "asr.enabled=false", "--jsonl", str(DEV_FULL)])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()

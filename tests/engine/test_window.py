@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from engine.channel import FrameChannel
 from engine.config import SHIPPED_CHECKPOINT, EngineConfig, WindowConfig, load_engine_config
+from engine.core.channel import FrameChannel
+from engine.core.timeline import AudioTimeline, WindowSchedule
 from engine.frames import (
     AudioFrame,
     EmotionEvent,
@@ -19,7 +20,6 @@ from engine.frames import (
     VideoFrame,
     Word,
 )
-from engine.timeline import AudioTimeline, WindowSchedule
 
 
 def test_schedule_and_final() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engine.core.timeline import WindowSpec
 from engine.frames import ModalityHealth
 from engine.stages.asr import ASRPass
 from engine.stages.fusion import FusionStage
@@ -20,7 +21,6 @@ from engine.stages.window_steps import (
     WindowState,
     window_event,
 )
-from engine.timeline import WindowSpec
 
 from .media import ANG_WAV
 

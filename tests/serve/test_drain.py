@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.client import ServerError, StreamClient
 from engine.serve.protocol import AudioFormat
+from engine.tools.client import ServerError, StreamClient
 from tests.serve.conftest import REPO, TOKEN, free_port
 from tests.serve.test_server import assert_gapless, clip_audio
 

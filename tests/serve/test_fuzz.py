@@ -21,8 +21,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from engine.client import stream_file
 from engine.serve.protocol import HEADER, AudioFormat, pack_audio, pack_image
+from engine.tools.client import stream_file
 from tests.serve.conftest import TOKEN, RunningServer
 from tests.serve.test_hostile import HEADERS, LONG
 from tests.serve.test_server import _jpeg, _png_flat, assert_gapless, clip_audio, collect

@@ -31,8 +31,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from engine.client import StreamClient, stream_file
 from engine.serve.protocol import AudioFormat, pack_audio, pack_image
+from engine.tools.client import StreamClient, stream_file
 from tests.serve.conftest import REPO, TOKEN, RunningServer
 from tests.serve.test_server import _jpeg, _start, assert_gapless, clip_audio, collect
 

@@ -50,7 +50,7 @@ def ray_service():
 
 
 def test_a_clip_streams_through_ray_serve(ray_service: int) -> None:
-    from engine.client import ServerError, StreamClient, stream_file
+    from engine.tools.client import ServerError, StreamClient, stream_file
 
     url = f"ws://127.0.0.1:{ray_service}/v1/stream"
 

@@ -11,8 +11,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from engine.client import ServerError, StreamClient, stream_file
 from engine.serve.protocol import AudioFormat
+from engine.tools.client import ServerError, StreamClient, stream_file
 from tests.serve.conftest import ANG, TOKEN, RunningServer
 
 pytestmark = pytest.mark.timeout(300)

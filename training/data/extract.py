@@ -292,7 +292,3 @@ def main(argv: list[str] | None = None) -> int:
         print("extract: failed: " + ", ".join(s.failed), file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

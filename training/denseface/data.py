@@ -162,7 +162,3 @@ def main(argv: list[str] | None = None) -> int:
     size = pack(splits, counts["fallback"], args.pack)
     print(json.dumps({"faces": counts, "packed": str(args.pack), "mb": round(size / 1e6, 1)}))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -155,7 +155,3 @@ def main(argv: list[str] | None = None) -> int:
     summary["next"] = f"written {args.out}" if result["done"] else again
     print(json.dumps(summary))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

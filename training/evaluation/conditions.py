@@ -335,7 +335,3 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, sys.stdout, indent=1)
         print()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

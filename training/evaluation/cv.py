@@ -70,7 +70,7 @@ def _ensure_store(root: Path, store: Path | None, corpus: str | None, extractors
             "(iemocap | msp-improv) and --store <folder> to extract features first, or run "
             "`python -m training.extract --corpus ... --root ... --out <store>` yourself."
         )
-    from training import extract
+    from training.data import extract
 
     rc = extract.main(
         ["--corpus", corpus, "--root", str(root), "--out", str(store), "--extractors", extractors]
@@ -150,7 +150,3 @@ def main(argv: list[str] | None = None) -> int:
     result = run_cv(args.config, store, args.out, args.overrides, folds, args.resume, args.device)
     print(markdown(result["aggregate"]))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,7 +2,8 @@
 
 ``finalize_checkpoint`` fits the temperature on validation (and, for multi-corpus data, the speech and
 text expert heads) for the selected epoch's weights, then writes the finished checkpoint with them (the
-trainer's ``best.safetensors``, once), so every probability the engine reports is calibrated. ``natural_test_report`` scores a split per corpus and condition with WAR / UAR / the
+trainer's ``best.safetensors``, once), so every probability the engine reports is calibrated.
+``natural_test_report`` scores a split per corpus and condition with WAR / UAR / the
 confusion matrix / ECE before and after calibration, next to every single-modality expert available in
 the same condition ("fused - best expert" must never be negative).
 """

@@ -131,7 +131,7 @@ def evaluate_engine(checkpoint: Path, out: Path, tracks: str = "all", rule: str 
     """``engine.evaluate`` on the bundled CREMA-D clips: every track, or only the video (the face alone)
     or only the audio (the voice alone) of each file; ``rule``: a fusion rule other than the
     checkpoint's own (``fusion.rule``)."""
-    from engine.evaluate import main as evaluate
+    from engine.tools.clip_evaluation import main as evaluate
 
     path = out / f"engine_cremad_{tracks}{'_' + rule if rule else ''}.json"
     argv = ["--root", str(REPO / "data" / "cremad"), "--json", str(path), "--fast", "--tracks", tracks]
@@ -258,7 +258,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shipped {asset.relative_to(REPO)} and {card_path.relative_to(REPO)}")
     print(f"report: {out / 'report.json'}; model card: {out / 'model_card.md'}; {timings}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,8 +1,8 @@
 """The media timeline: what each modality delivered, when it arrived, whether its source is up, and
 when a window is ready to process.
 
-One ``MediaState`` per engine, written by the consumers (``engine/consumers.py``) and read by the
-window loop (``engine/window_loop.py``), both on the event loop.
+One ``MediaState`` per engine, written by the consumers (``engine/core/consumers.py``) and read by the
+window loop (``engine/core/window_loop.py``), both on the event loop.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import asyncio
 import time
 from collections import deque
 
-from engine.aio import within
+from engine.core.aio import within
+from engine.core.timeline import AudioTimeline, VideoTimeline
 from engine.frames import SourceStatusFrame
-from engine.timeline import AudioTimeline, VideoTimeline
 
 TRACKS = ("audio", "video")  # the media tracks a source delivers (the model's modalities add text)
 

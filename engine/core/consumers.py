@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.channel import FrameChannel
+from engine.core.channel import FrameChannel
+from engine.core.media import MediaState
 from engine.frames import AudioFrame, EndFrame, SourceStatusFrame, VideoFrame
-from engine.media import MediaState
 from engine.stages.face import FaceRecord, FaceStage
 
 FACE_BATCH = 8  # most video frames analysed in one embedding pass

@@ -1,5 +1,5 @@
-"""Models loaded once and used by many engines: the clips of an evaluation (``engine/evaluate.py``), the
-streams of a server (``engine/serve``).
+"""Models loaded once and used by many engines: the clips of an evaluation
+(``engine/tools/clip_evaluation.py``), the streams of a server (``engine/serve``).
 
 Shared (read-only at inference, safe across threads): the Whisper model (recognition and speech
 features), the text encoder, the face detector and expression model, the fusion model and its backend
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.backends import BatchingBackend, FusionBackend
-from engine.batched_asr import BatchingRecogniser
 from engine.config import EngineConfig
+from engine.core.batched_asr import BatchingRecogniser
+from engine.core.loading import load_models
 from engine.engine import Engine
-from engine.loading import load_models
 from engine.sources.base import Source
 from engine.stages.fusion import FusionModel, build_backend, load_fusion_model
 

@@ -15,7 +15,7 @@ import asyncio
 import ctypes
 import logging
 
-log = logging.getLogger("engine.memory")
+log = logging.getLogger("engine.core.memory")
 
 
 def _libc_trim():  # noqa: ANN202 - a ctypes function, or None

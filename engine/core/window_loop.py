@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from engine.config import EngineConfig
+from engine.core.media import TRACKS, MediaState
+from engine.core.timeline import WindowSchedule, WindowSpec
 from engine.frames import EmotionEvent
-from engine.media import TRACKS, MediaState
 from engine.sources.base import MediaClock
 from engine.stages.window_processor import WindowInputs, WindowProcessor
-from engine.timeline import WindowSchedule, WindowSpec
 
 
 class StreamFeed:
