@@ -4,7 +4,7 @@ timestamp tokens, words timed by cross-attention alignment; several windows in o
 Batching pays on the decoder, not on the encoder: measured on 2 CPU cores (tiny.en int8), one 4 s
 window's greedy decode costs about 100 ms alone and about 30 ms in a batch of 8, while a batched encoder
 pass costs what its windows cost one by one (``benchmarks/asr_batching.py``). A server's streams decode
-through one ``engine.batched_asr.BatchingRecogniser``, which calls ``decode_windows`` with whatever
+through one ``engine.core.batched_asr.BatchingRecogniser``, which calls ``decode_windows`` with whatever
 windows are waiting.
 """
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,6 @@ def fit(
 
     Returns ``{"done", "epoch", "history", "samples_per_s"}`` and, when done, the validation and test
     scores of the written weights."""
-    from tqdm import tqdm
-
     cfg = config or DenseFaceConfig(num_classes=len(class_names))
     if cfg.num_classes != len(class_names):
         raise ValueError(f"config has {cfg.num_classes} classes, the data {len(class_names)}")
@@ -104,56 +103,20 @@ def fit(
     if len(tr.labels) == 0:
         raise ValueError("no training faces")
     dev = torch.device(device)
-    use_amp = amp and dev.type == "cuda"
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = DenseFace(cfg).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(tr.labels) / batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * steps_per_epoch, 1))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start, history, best = 0, [], {"score": -math.inf, "epoch": 0, "weights": None}
+    run = _Run.build(cfg, dev, amp and dev.type == "cuda", seed, lr, weight_decay, epochs,
+                     math.ceil(len(tr.labels) / batch_size))  # fmt: skip
     state_path = Path(state) if state is not None else None
-    if state_path is not None and state_path.is_file():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        if st["config"] != cfg.__dict__ or st["epochs"] != epochs or st["seed"] != seed:
-            raise ValueError(
-                f"{state_path} is a different run (config, epochs or seed); remove it or change --state"
-            )
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        gen.set_state(st["gen"])
-        torch.set_rng_state(st["torch_rng"])
-        start, history, best = st["epoch"], st["history"], st["best"]
-        if log:
-            print(f"resuming after epoch {start}/{epochs} from {state_path}")
+    start, history, best = _resume(run, state_path, cfg, epochs, seed, log)
     weights = _class_weights(tr.labels, cfg.num_classes).to(dev)
     x_all, y_all = preprocess(tr.images).to(dev), torch.from_numpy(tr.labels).to(dev)  # 344 MB for FER2013
     t_run, seen, busy = time.perf_counter(), 0, 0.0
     epoch = start
     for epoch in range(start + 1, epochs + 1):
-        model.train()
-        perm = torch.randperm(len(y_all), generator=gen)
-        total, t0 = 0.0, time.perf_counter()
-        bar = tqdm(range(0, len(perm), batch_size), desc=f"epoch {epoch}/{epochs}", disable=not progress,
-                   leave=False)  # fmt: skip
-        for i in bar:
-            idx = perm[i : i + batch_size].to(dev)
-            x, y = augment(x_all[idx], gen), y_all[idx]
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-                loss = F.cross_entropy(model(x)[0], y, weight=weights)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        total = _epoch(run, x_all, y_all, weights, batch_size, f"epoch {epoch}/{epochs}", progress)
         busy += time.perf_counter() - t0
         seen += len(y_all)
-        val = scores(model, splits["val"], dev)
+        val = scores(run.model, splits["val"], dev)
         history.append({"epoch": epoch, "loss": total / len(y_all), "val_uar": val["uar"],
                         "val_war": val["war"], "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
         if log:
@@ -162,28 +125,119 @@ def fit(
         score = -history[-1]["loss"] if math.isnan(val["uar"]) else val["uar"]
         if score > best["score"]:
             best = {"score": score, "epoch": epoch,
-                    "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                    "weights": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}}
         if state_path is not None:
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"config": dict(cfg.__dict__), "epochs": epochs, "seed": seed, "epoch": epoch,
-                        "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-                        "best": best}, tmp)  # fmt: skip
-            tmp.replace(state_path)
+            _save_state(run, state_path, cfg, epochs, seed, epoch, history, best)
         ran = epoch - start
         over_time = time_budget_s is not None and time.perf_counter() - t_run >= time_budget_s
         if epoch < epochs and ((epochs_this_run is not None and ran >= epochs_this_run) or over_time):
             break
     rate = round(seen / busy, 1) if busy > 0 else None
     result: dict[str, Any] = {"done": epoch >= epochs, "epoch": epoch, "history": history,
-                              "samples_per_s": rate, "amp": use_amp}  # fmt: skip
-    if not result["done"]:
-        return result
+                              "samples_per_s": rate, "amp": run.amp}  # fmt: skip
+    if result["done"]:
+        _write_best(run.model, best, splits, dev, out, result, epochs, seed, class_names)
+    return result
+
+
+@dataclass
+class _Run:
+    """The model and its optimisation: SGD with Nesterov momentum, a cosine schedule over every step,
+    the AMP scaler, and the generator every shuffle and augmentation draws from."""
+
+    model: DenseFace
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: Any
+    gen: torch.Generator
+    dev: torch.device
+    amp: bool
+
+    @classmethod
+    def build(
+        cls, cfg: DenseFaceConfig, dev: torch.device, amp: bool, seed: int, lr: float, weight_decay: float,
+        epochs: int, steps_per_epoch: int,
+    ) -> _Run:
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        model = DenseFace(cfg).to(dev)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
+        )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * steps_per_epoch, 1))
+        scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        return cls(model, opt, sched, scaler, gen, dev, amp)
+
+
+def _resume(
+    run: _Run, state_path: Path | None, cfg: DenseFaceConfig, epochs: int, seed: int, log: bool
+) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+    """Where an earlier run of the same config, epochs and seed stopped: the epoch, history and best."""
+    if state_path is None or not state_path.is_file():
+        return 0, [], {"score": -math.inf, "epoch": 0, "weights": None}
+    st = torch.load(state_path, map_location="cpu", weights_only=True)
+    if st["config"] != cfg.__dict__ or st["epochs"] != epochs or st["seed"] != seed:
+        raise ValueError(
+            f"{state_path} is a different run (config, epochs or seed); remove it or change --state"
+        )
+    run.model.load_state_dict(st["model"])
+    run.opt.load_state_dict(st["opt"])
+    run.sched.load_state_dict(st["sched"])
+    run.gen.set_state(st["gen"])
+    torch.set_rng_state(st["torch_rng"])
+    if log:
+        print(f"resuming after epoch {st['epoch']}/{epochs} from {state_path}")
+    return st["epoch"], st["history"], st["best"]
+
+
+def _epoch(
+    run: _Run, x_all: torch.Tensor, y_all: torch.Tensor, weights: torch.Tensor, batch_size: int,
+    desc: str, progress: bool,
+) -> float:
+    """One pass over the training faces in a fresh order, augmented; returns the summed loss."""
+    from tqdm import tqdm
+
+    model, dev = run.model, run.dev
+    model.train()
+    perm = torch.randperm(len(y_all), generator=run.gen)
+    total = 0.0
+    for i in tqdm(range(0, len(perm), batch_size), desc=desc, disable=not progress, leave=False):
+        idx = perm[i : i + batch_size].to(dev)
+        x, y = augment(x_all[idx], run.gen), y_all[idx]
+        with torch.autocast(dev.type, dtype=torch.float16, enabled=run.amp):
+            loss = F.cross_entropy(model(x)[0], y, weight=weights)
+        run.opt.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.opt)
+        run.scaler.update()
+        run.sched.step()
+        total += float(loss.detach()) * len(idx)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return total
+
+
+def _save_state(
+    run: _Run, state_path: Path, cfg: DenseFaceConfig, epochs: int, seed: int, epoch: int,
+    history: list[dict[str, Any]], best: dict[str, Any],
+) -> None:
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = state_path.with_suffix(".tmp")
+    torch.save({"config": dict(cfg.__dict__), "epochs": epochs, "seed": seed, "epoch": epoch,
+                "model": run.model.state_dict(), "opt": run.opt.state_dict(), "sched": run.sched.state_dict(),
+                "gen": run.gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+                "best": best}, tmp)  # fmt: skip
+    tmp.replace(state_path)
+
+
+def _write_best(
+    model: DenseFace, best: dict[str, Any], splits: dict[str, Any], dev: torch.device, out: str | Path,
+    result: dict[str, Any], epochs: int, seed: int, class_names: tuple[str, ...],
+) -> None:
+    """The best epoch's weights, scored on validation and test, written to ``out`` with its history."""
     assert best["weights"] is not None
     model.load_state_dict(best["weights"])
     result.update({"best_epoch": best["epoch"], "val": scores(model, splits["val"], dev),
                    "test": scores(model, splits["test"], dev)})  # fmt: skip
     extra = {k: result[k] for k in ("best_epoch", "val", "test", "history")}
     save_denseface(out, model.cpu(), extra={**extra, "epochs": epochs, "seed": seed}, class_names=class_names)
-    return result

@@ -74,15 +74,8 @@ def finalize_checkpoint(
     rules: dict[str, Any] = {}
     has_rules = bool(getattr(model.config, "pooled_skip", False))
     meta = ck.meta
-    heads: dict[str, ExpertHead] = {}
-    head_info: dict[str, Any] = {}
-    for name, fitted in (experts or {}).items():
-        head_info[name] = {"C": fitted.c, "val_uar": fitted.val_uar, "temperature": fitted.head.temperature}
-        if name == "face":
-            meta.face_temperature = fitted.head.temperature  # the engine reads the face model's output
-            continue
-        heads[name] = fitted.head
-    meta.experts = heads
+    head_info = _add_experts(meta, experts or {})
+    rep = None
     if splits.description.get("source") == "multi":
         if has_rules:
             rules = fit_rules(
@@ -97,18 +90,7 @@ def finalize_checkpoint(
         logits = [rep.scored[k].logits for k in keys]
         labels = [rep.scored[k].y for k in keys]
     else:
-        from torch.utils.data import DataLoader
-
-        from training.data.dataset import collate
-
-        loader = DataLoader(
-            FeatureDataset(splits.val, splits.dims, normalizer, max_len), batch_size=64, collate_fn=collate
-        )
-        y, _, probs = predict_conditions(model, adapter, loader, list(CONDITIONS.values()), device)
-        keep = y >= 0
-        keys = list(CONDITIONS)
-        logits = [np.log(np.clip(p[keep], 1e-12, 1.0)) for p in probs]  # log p = logits + const per row
-        labels = [y[keep]] * len(probs)
+        keys, logits, labels = _condition_logits(model, adapter, splits, normalizer, device, max_len)
     temperature = fit_temperature(logits, labels)
     z, y = np.concatenate(logits), np.concatenate(labels)
     meta.temperature = temperature
@@ -137,6 +119,38 @@ def finalize_checkpoint(
         {**ck.extra, **meta.to_extra(), "calibration": calibration, "expert_heads": head_info},
     )
     return {"calibration": calibration, "experts": head_info}
+
+
+def _add_experts(meta: Any, experts: dict[str, FittedHead]) -> dict[str, Any]:
+    """The fitted speech and text heads into ``meta``, the face's temperature beside them (the engine
+    reads the face model's own output); returns what the checkpoint records of each."""
+    heads: dict[str, ExpertHead] = {}
+    head_info: dict[str, Any] = {}
+    for name, fitted in experts.items():
+        head_info[name] = {"C": fitted.c, "val_uar": fitted.val_uar, "temperature": fitted.head.temperature}
+        if name == "face":
+            meta.face_temperature = fitted.head.temperature
+            continue
+        heads[name] = fitted.head
+    meta.experts = heads
+    return head_info
+
+
+def _condition_logits(
+    model: Any, adapter: Any, splits: DataSplits, normalizer: Normalizer, device: Any, max_len: dict[str, int]
+) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """Single-corpus data: the validation set under each of the 7 fixed conditions, as log-probabilities."""
+    from torch.utils.data import DataLoader
+
+    from training.data.dataset import collate
+
+    loader = DataLoader(
+        FeatureDataset(splits.val, splits.dims, normalizer, max_len), batch_size=64, collate_fn=collate
+    )
+    y, _, probs = predict_conditions(model, adapter, loader, list(CONDITIONS.values()), device)
+    keep = y >= 0
+    logits = [np.log(np.clip(p[keep], 1e-12, 1.0)) for p in probs]  # log p = logits + const per row
+    return list(CONDITIONS), logits, [y[keep]] * len(probs)
 
 
 def fit_rules(

@@ -21,39 +21,31 @@ uninterrupted run would have (on the same device and software).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 
-from models.checkpoint import save_checkpoint
-from models.config_io import apply_overrides, from_dict, load_recipe, to_dict
+from models.config_io import apply_overrides, from_dict, load_recipe
 from models.modalities import MODALITIES
 from training.config import TrainConfig
 from training.data.dataset import DataSplits, Normalizer, NoTrainingData
 from training.data.sources import load_splits
-from training.evaluation.conditions import ConditionReport
 from training.loop.distributed import DistInfo, init_distributed
 from training.loop.model_setup import (
     build_model,
-    checkpoint_extra,
     extractor_profile_of,
     logprob_tail,
     validate,
 )
 from training.loop.parts import (
-    Optimisation,
     build_training_model,
     condition_sampler,
     data_loaders,
@@ -61,12 +53,17 @@ from training.loop.parts import (
     test_reports,
     train_epoch,
 )
+from training.loop.records import (
+    BEST_FILE,
+    SELECTED_FILE,
+    Progress,
+    Run,
+    RunOutputs,
+    TrainResult,
+    epoch_row,
+)
 
 __all__ = ["DistInfo", "build_model", "extractor_profile_of", "load_train_config", "train"]
-
-STATE_FILE = "last_state.pt"
-BEST_FILE = "best.safetensors"  # the finished checkpoint, written once
-SELECTED_FILE = "selected.safetensors"  # the selected epoch as trained: resumable state
 
 
 # --------------------------------------------------------------------------------------------------
@@ -85,55 +82,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 # --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class TrainResult:
-    out_dir: Path
-    best_checkpoint: Path
-    best_epoch: int
-    best_value: float
-    selection_metric: str
-    epochs_run: int
-    stopped_early: bool
-    history: list[dict[str, Any]] = field(default_factory=list)
-    test_report: dict[str, Any] | None = None
-    val_report: dict[str, Any] | None = None
-    calibration: dict[str, Any] | None = None
-
-
-class _CsvLog:
-    def __init__(self, path: Path, resume: bool) -> None:
-        self.path = path
-        self.fields: list[str] | None = None
-        if resume and path.is_file():
-            with open(path, newline="") as f:
-                self.fields = next(csv.reader(f), None)
-        elif path.exists():
-            path.unlink()
-
-    def write(self, row: dict[str, Any]) -> None:
-        if self.fields is None:
-            self.fields = list(row)
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(self.fields)
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
-
-
-def _epoch_row(
-    epoch: int, lr: float, losses: dict[str, float], report: ConditionReport, secs: float, selected: float
-) -> dict[str, Any]:
-    row: dict[str, Any] = {"epoch": epoch, "lr": f"{lr:.3e}", "seconds": round(secs, 2)}
-    row.update({f"train_{k}": round(v, 5) for k, v in losses.items()})
-    for c, m in report.per_condition.items():
-        row[f"val_war_{c}"] = round(m.war, 4)
-        row[f"val_uar_{c}"] = round(m.uar, 4)
-    mm = report.mean_missing()
-    row["val_uar_mean_missing"] = round(mm.get("uar", float("nan")), 4)
-    row["val_uar_mean_all"] = round(report.mean_all()["uar"], 4)
-    row["selected"] = round(selected, 5)
-    return row
-
-
 def train(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -143,8 +91,22 @@ def train(
     evaluate_test: bool = True,
 ) -> TrainResult:
     """Train, select the best epoch on validation, save it, and (optionally) evaluate it on test."""
+    run = _setup(cfg, Path(out_dir), splits, device)
+    progress = Progress.resumed(run) if resume else Progress()
+    outputs = RunOutputs(run, resumed=resume and progress.start_epoch > 0)
+    try:
+        _run_epochs(run, progress, outputs)
+        result = progress.result(run)
+        _finish(run, result, evaluate_test)
+    finally:
+        outputs.close()
+    return result
+
+
+def _setup(
+    cfg: TrainConfig, out: Path, splits: DataSplits | None, device: str | torch.device | None
+) -> Run:
     dinfo = init_distributed()
-    out = Path(out_dir)
     if dinfo.is_main:
         out.mkdir(parents=True, exist_ok=True)
     if device is None:
@@ -162,142 +124,80 @@ def train(
     adapter, core, model, experts = build_training_model(cfg, splits, normalizer, device, dinfo)
     cond_sampler = condition_sampler(cfg)
     opt = optimisation(cfg, model, device, steps_per_epoch=max(1, len(data.train_loader)))
-    metric = cfg.selection_metric
+    return Run(
+        cfg, out, dinfo, device, splits, normalizer, max_len, data, adapter, core, model, experts,
+        cond_sampler, opt,
+    )
 
-    start_epoch, best_value, best_epoch, bad_epochs = 0, -math.inf, -1, 0
-    history: list[dict[str, Any]] = []
-    state_path = out / STATE_FILE
-    if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        core.load_state_dict(state["model"])
-        opt.load_state_dict(state)
-        start_epoch, best_value = int(state["epoch"]) + 1, float(state["best_value"])
-        best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
-        history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
-    log = _CsvLog(out / "metrics.csv", resume=resume and start_epoch > 0) if dinfo.is_main else None
-    tb = _tensorboard(out, cfg.log) if dinfo.is_main else None
-    extra_base = checkpoint_extra(cfg, splits, normalizer)
-    if dinfo.is_main:
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
+def _run_epochs(run: Run, progress: Progress, outputs: RunOutputs) -> None:
+    cfg, metric = run.cfg, run.cfg.selection_metric
     # A run that had already stopped early stays stopped when resumed (e.g. to finalize it again).
     patience = cfg.early_stopping_patience
-    stopped_early = bool(start_epoch and patience and bad_epochs >= patience)
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.optim.epochs if not stopped_early else start_epoch):
+    start = progress.start_epoch
+    progress.stopped_early = bool(start and patience and progress.bad_epochs >= patience)
+    progress.epoch = start - 1
+    for epoch in range(start, cfg.optim.epochs if not progress.stopped_early else start):
         t0 = time.perf_counter()
-        mean_losses = train_epoch(cfg, epoch, model, data, cond_sampler, opt, device, dinfo)
-        # Every rank evaluates the same validation set, so all take the same early-stopping decision.
-        report = validate(core, adapter, data.val_loader, splits, normalizer, device, max_len)
-        value = report.selection_value(metric)
-        improved = value > best_value
-        if improved:
-            best_value, best_epoch, bad_epochs = value, epoch, 0
-        else:
-            bad_epochs += 1
-        row = _epoch_row(
-            epoch + 1, opt.scheduler.get_last_lr()[0], mean_losses, report, time.perf_counter() - t0, value
+        losses = train_epoch(
+            cfg, epoch, run.model, run.data, run.cond_sampler, run.opt, run.device, run.dinfo
         )
-        history.append(row)
-        if dinfo.is_main:
-            assert log is not None
-            log.write(row)
-            if tb is not None:
-                for k, v in row.items():
-                    if isinstance(v, int | float) and k != "epoch":
-                        tb.add_scalar(k, v, epoch + 1)
-            if improved:
-                summary = {
-                    "best_epoch": epoch + 1,
-                    "selection_metric": metric,
-                    "selection_value": value,
-                    "val": report.to_dict(),
-                    "train_losses": mean_losses,
-                }
-                save_checkpoint(out / SELECTED_FILE, core, {**extra_base, "training_summary": summary})
-            _save_state(state_path, core, opt, epoch, best_value, best_epoch, bad_epochs)
-            (out / "history.json").write_text(json.dumps(history))
-        if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
-            stopped_early = True
+        # Every rank evaluates the same validation set, so all take the same early-stopping decision.
+        report = validate(
+            run.core, run.adapter, run.data.val_loader, run.splits, run.normalizer, run.device, run.max_len
+        )
+        value = report.selection_value(metric)
+        improved = progress.record(epoch, value)
+        row = epoch_row(
+            epoch + 1, run.opt.scheduler.get_last_lr()[0], losses, report, time.perf_counter() - t0, value
+        )
+        progress.history.append(row)
+        selected = {
+            "best_epoch": epoch + 1,
+            "selection_metric": metric,
+            "selection_value": value,
+            "val": report.to_dict(),
+            "train_losses": losses,
+        } if improved else None
+        outputs.epoch(row, progress, selected)
+        if patience and progress.bad_epochs >= patience:
+            progress.stopped_early = True
             break
-    if dinfo.enabled:
+    if run.dinfo.enabled:
         dist.barrier()
 
-    result = TrainResult(
-        out_dir=out,
-        best_checkpoint=out / BEST_FILE,
-        best_epoch=best_epoch + 1,
-        best_value=best_value,
-        selection_metric=metric,
-        epochs_run=epoch + 1,
-        stopped_early=stopped_early,
-        history=history,
-    )
+
+def _finish(run: Run, result: TrainResult, evaluate_test: bool) -> None:
+    """Finalize the selected epoch into the finished checkpoint (written once), test it, summarise."""
+    cfg, out = run.cfg, run.out
     best = out / BEST_FILE
     # a run trained before the selected epoch was kept apart has only its best file: finalized again in place
     selected = out / SELECTED_FILE if (out / SELECTED_FILE).is_file() else best
-    if dinfo.is_main and selected.is_file():
+    if run.dinfo.is_main and selected.is_file():
         from training.fit.finalize import finalize_checkpoint
 
         result.calibration = finalize_checkpoint(
             selected,
-            splits,
-            normalizer,
-            device,
-            max_len,
-            experts if cfg.experts else None,
+            run.splits,
+            run.normalizer,
+            run.device,
+            run.max_len,
+            run.experts if cfg.experts else None,
             cfg.attention_min_gain,
             cfg.refit_expert_weights,
             cfg.product_prior,
             dest=best,
         )
-    if dinfo.enabled:
+    if run.dinfo.enabled:
         dist.barrier()
     if evaluate_test and best.is_file():
-        reports = test_reports(cfg, best, adapter, splits, normalizer, data, device)
+        reports = test_reports(cfg, best, run.adapter, run.splits, run.normalizer, run.data, run.device)
         result.val_report, result.test_report = reports
-    if dinfo.is_main:
+    if run.dinfo.is_main:
         summary = {
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items() if k != "history"
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    if tb is not None:
-        tb.close()
-    return result
-
-
-def _tensorboard(out: Path, log: str) -> Any:
-    if log == "csv":
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as e:  # tensorboard is an optional package
-        raise ImportError(
-            "log: tensorboard needs the 'tensorboard' package (pip install tensorboard), or use log: csv"
-        ) from e
-    return SummaryWriter(str(out / "tb"))
-
-
-def _save_state(
-    path: Path,
-    model: torch.nn.Module,
-    opt: Optimisation,
-    epoch: int,
-    best_value: float,
-    best_epoch: int,
-    bad_epochs: int,
-) -> None:
-    state = {
-        "model": model.state_dict(),
-        **opt.state_dict(),
-        "epoch": epoch,
-        "best_value": best_value,
-        "best_epoch": best_epoch,
-        "bad_epochs": bad_epochs,
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def fusion_rule_of(checkpoint: Path) -> str:
     return str(read_metadata(checkpoint)["extra"].get("fusion_rule", ""))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m training.reproduce", description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, type=Path, help="folder with the corpora (see the docstring)")
     ap.add_argument("--out", default=Path("runs/offline-v3"), type=Path)
@@ -181,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
                     "(empty: skip it)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
     t0 = time.perf_counter()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -200,43 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     if config != CONFIG.resolve():  # another recipe than the shipped CM-ARR's: its own command
         report["command"] = f"python -m training.reproduce --config {shown} --asset {args.asset}"
         report["make"] = MAKE_TARGETS.get(str(shown), "make train-offline")
-    # Training times are what each training took when it ran (a resumed run reuses finished ones).
-    again = args.refinalize
-    report["final"] = run_training(store, out / "final", base, again, config)
-    timings["train_final_s"] = report["final"].get("wall_seconds", 0.0)
+    _trainings(args, store, base, config, report, timings)
     ckpt = out / "final" / "best.safetensors"
-    if not args.no_ablation:
-        overrides = [*base, "data.pair_faces=0"]
-        report["no_pairing"] = run_training(store, out / "no_pairing", overrides, again, config)
-        timings["train_no_pairing_s"] = report["no_pairing"].get("wall_seconds", 0.0)
-    if args.folds:
-        folds = speaker_folds(store, args.folds)
-        fold_summaries = [
-            run_training(
-                store, out / f"cv_fold{i}", [*base, f"data.test_speakers={json.dumps(spk)}"], again, config
-            )
-            for i, spk in enumerate(folds)
-        ]
-        aggregate = aggregate_folds([s["test_report"] for s in fold_summaries])
-        report["cv"] = {"folds": folds, "aggregate": aggregate}
-        timings["cv_s"] = round(sum(s.get("wall_seconds", 0.0) for s in fold_summaries), 1)
-        # The speech expert alone, on the same folds and across corpora (logistic regressions: seconds).
-        try:
-            report["speech_calibration"] = speech_calibration(store, config, folds)
-        except ValueError as e:  # a fold without every class for a head: said in the report, not fatal
-            report["speech_calibration"] = {"error": str(e)}
     t = time.perf_counter()
-    report["engine_cremad"] = evaluate_engine(ckpt, out)
-    report["engine_cremad_video"] = evaluate_engine(ckpt, out, "video")
-    report["engine_cremad_audio"] = evaluate_engine(ckpt, out, "audio")
-    rule = fusion_rule_of(ckpt)
-    if rule:  # the same clips under the other fusion rule, for the card's comparison
-        other = "learned" if rule == "product" else "product"
-        report["engine_other_rule"] = {
-            "rule": other,
-            **{k: evaluate_engine(ckpt, out, tracks, other)
-               for k, tracks in (("all", "all"), ("video", "video"), ("audio", "audio"))},
-        }
+    report.update(_live_engine(ckpt, out))
     timings["engine_eval_s"] = round(time.perf_counter() - t, 1)
     mosi = args.data / "mosi-trimodal"
     if args.mosi_seeds and mosi.is_dir():
@@ -247,14 +218,72 @@ def main(argv: list[str] | None = None) -> int:
     trainings = ("train_final_s", "train_no_pairing_s", "cv_s")
     timings["trainings_s"] = round(sum(timings.get(k, 0.0) for k in trainings), 1)
     report["timings"] = timings
+    _write(report, ckpt, out, asset, card_path if args.ship else None)
+    print(f"report: {out / 'report.json'}; model card: {out / 'model_card.md'}; {timings}")
+    return 0
+
+
+def _trainings(
+    args: argparse.Namespace, store: Path, base: list[str], config: Path, report: dict[str, Any],
+    timings: dict[str, float],
+) -> None:
+    """The final model, the face-pairing ablation and the speaker folds (with the speech expert's
+    calibration on them). Training times are what each training took when it ran (a resumed run reuses
+    finished ones)."""
+    out, again = args.out, args.refinalize
+    report["final"] = run_training(store, out / "final", base, again, config)
+    timings["train_final_s"] = report["final"].get("wall_seconds", 0.0)
+    if not args.no_ablation:
+        overrides = [*base, "data.pair_faces=0"]
+        report["no_pairing"] = run_training(store, out / "no_pairing", overrides, again, config)
+        timings["train_no_pairing_s"] = report["no_pairing"].get("wall_seconds", 0.0)
+    if not args.folds:
+        return
+    folds = speaker_folds(store, args.folds)
+    fold_summaries = [
+        run_training(
+            store, out / f"cv_fold{i}", [*base, f"data.test_speakers={json.dumps(spk)}"], again, config
+        )
+        for i, spk in enumerate(folds)
+    ]
+    aggregate = aggregate_folds([s["test_report"] for s in fold_summaries])
+    report["cv"] = {"folds": folds, "aggregate": aggregate}
+    timings["cv_s"] = round(sum(s.get("wall_seconds", 0.0) for s in fold_summaries), 1)
+    # The speech expert alone, on the same folds and across corpora (logistic regressions: seconds).
+    try:
+        report["speech_calibration"] = speech_calibration(store, config, folds)
+    except ValueError as e:  # a fold without every class for a head: said in the report, not fatal
+        report["speech_calibration"] = {"error": str(e)}
+
+
+def _live_engine(ckpt: Path, out: Path) -> dict[str, Any]:
+    """The live engine on the bundled CREMA-D clips: every track, the video alone, the audio alone, and
+    the same under the other fusion rule for the card's comparison."""
+    found: dict[str, Any] = {
+        "engine_cremad": evaluate_engine(ckpt, out),
+        "engine_cremad_video": evaluate_engine(ckpt, out, "video"),
+        "engine_cremad_audio": evaluate_engine(ckpt, out, "audio"),
+    }
+    rule = fusion_rule_of(ckpt)
+    if rule:
+        other = "learned" if rule == "product" else "product"
+        found["engine_other_rule"] = {
+            "rule": other,
+            **{k: evaluate_engine(ckpt, out, tracks, other)
+               for k, tracks in (("all", "all"), ("video", "video"), ("audio", "audio"))},
+        }
+    return found
+
+
+def _write(report: dict[str, Any], ckpt: Path, out: Path, asset: Path, card_path: Path | None) -> None:
+    """report.json and the model card in OUT; with a card path (``--ship``), the checkpoint and its card
+    into models/assets/."""
     (out / "report.json").write_text(json.dumps(report, indent=1))
     card = render_card(report, ckpt, asset.name)
     (out / "model_card.md").write_text(card)
-    if args.ship:
+    if card_path is not None:
         asset.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ckpt, asset)
         asset.chmod(0o644)
         card_path.write_text(card)
         print(f"shipped {asset.relative_to(REPO)} and {card_path.relative_to(REPO)}")
-    print(f"report: {out / 'report.json'}; model card: {out / 'model_card.md'}; {timings}")
-    return 0
