@@ -1,11 +1,11 @@
-"""Evaluation under every availability condition: WAR / UAR / F1 / per-class recall / confusion.
+"""A trained checkpoint evaluated on its own data under every availability condition, with plots.
 
     python -m training.evaluate --help
 
-The command only; its code is ``training.evaluation.conditions``.
+The command only; its code is ``training.evaluation.checkpoint_eval``.
 """
 
-from training.evaluation.conditions import main
+from training.evaluation.checkpoint_eval import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -71,11 +71,11 @@ def test_sweep_curve_matches_expected_shape(tmp_path) -> None:
 
 def test_trainer_and_evaluate_with_cider_on_mosi(tmp_path) -> None:
     """One real training epoch of CIDer+MSSD through training.loop.train, then the RMFM sweep through
-    training.evaluation.conditions's --missing-mode path (JSON + PNG)."""
+    training.evaluation.checkpoint_eval's --missing-mode path (JSON + PNG)."""
     from models.config_io import apply_overrides, from_dict, load_yaml
     from training.config import TrainConfig
     from training.data.mosi import load_mosi
-    from training.evaluation.conditions import main as evaluate_main
+    from training.evaluation.checkpoint_eval import main as evaluate_main
     from training.loop.train import train
 
     cfg_dict = apply_overrides(

@@ -174,7 +174,7 @@ def test_msp_improv_listing(tmp_path: Path) -> None:
 
 
 def test_msp_improv_scenario_filter_and_alt_name(tmp_path: Path) -> None:
-    from training.data.corpus import list_msp_improv
+    from training.data.corpora.msp_improv import list_msp_improv
 
     root = _msp_tree(tmp_path)
     (root / "Evalution.txt").rename(root / "Evaluation.txt")

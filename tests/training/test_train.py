@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from models.checkpoint import load_checkpoint
-from training.evaluation import conditions as evaluate
+from training.evaluation import checkpoint_eval as evaluate
 from training.loop.adapters import ABLATIONS, apply_ablation
 from training.loop.parts import lr_factor
 from training.loop.train import load_train_config, train

@@ -74,8 +74,6 @@ def extract_utterance(
     if transcripts not in TRANSCRIPT_MODES:
         raise ValueError(f"transcripts must be one of {TRANSCRIPT_MODES}, got {transcripts!r}")
     dims = ex.dims
-    feats: dict[str, np.ndarray] = {}
-    pres: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {
         "label": utt.label,
         "speaker": utt.speaker,
@@ -84,19 +82,10 @@ def extract_utterance(
         "split": utt.split,
     }
     meta.update({f"extra_{k}": v for k, v in utt.extra.items()})
-
-    # Audio (also the ASR input).
-    audio: np.ndarray | None = None
-    if utt.audio_path is not None:
-        try:
-            # start/end locate the utterance inside a whole-dialogue video (IEMOCAP's dialog/avi); they
-            # apply to the audio only when the audio is that same file's track, not a per-utterance wav.
-            same_file = utt.video_path is not None and Path(utt.audio_path) == Path(utt.video_path)
-            span = (utt.start, utt.end) if same_file else (None, None)
-            audio = load_audio(utt.audio_path, start=span[0], end=span[1])
-        except NoAudioStreamError:
-            audio = None
+    audio = _utterance_audio(utt)  # also the ASR input
     meta["audio_seconds"] = None if audio is None else round(len(audio) / 16000.0, 3)
+    feats: dict[str, np.ndarray] = {}
+    pres: dict[str, np.ndarray] = {}
     if audio is not None and len(audio) > 0:
         if hasattr(ex.speech, "reset"):
             ex.speech.reset()  # running normalisation: each utterance starts fresh
@@ -104,45 +93,14 @@ def extract_utterance(
         feats["audio"], pres["audio"] = x, np.ones(len(x), bool)
     else:
         feats["audio"], pres["audio"] = _empty(dims["audio"])
-
-    # Transcript, then text.
-    text: str | None = None
-    source: str | None = None
-    if transcripts in ("auto", "corpus") and utt.transcript:
-        text, source = utt.transcript, "corpus"
-    elif transcripts in ("auto", "asr") and audio is not None and len(audio) > 0:
-        text, source = ex.asr.transcribe(audio).text, "asr"
+    text, source = _transcript(ex, utt, audio, transcripts)
     meta["transcript"], meta["transcript_source"] = text, source
     if text and text.strip():
         t = ex.text(text)
         feats["text"], pres["text"] = t, np.ones(len(t), bool)
     else:
         feats["text"], pres["text"] = _empty(dims["text"])
-
-    # Video: faces per sampled frame, batched.
-    vf: list[np.ndarray] = []
-    vp: list[np.ndarray] = []
-    if utt.image is not None:
-        ex.face.reset()
-        r = ex.face.extract(still_views(utt.image(), views, utt.id))
-        vf, vp = [r.features], [r.present]
-    elif utt.video_path is not None:
-        ex.face.reset()
-        batch: list[np.ndarray] = []
-        try:
-            for frame in iter_frames(utt.video_path, ex.profile.face.fps, utt.start, utt.end):
-                batch.append(frame.rgb)
-                if len(batch) == FRAME_BATCH:
-                    r = ex.face.extract(batch)
-                    vf.append(r.features)
-                    vp.append(r.present)
-                    batch = []
-            if batch:
-                r = ex.face.extract(batch)
-                vf.append(r.features)
-                vp.append(r.present)
-        except NoVideoStreamError:
-            vf, vp = [], []
+    vf, vp = _faces(ex, utt, views)
     if vf:
         feats["video"], pres["video"] = np.concatenate(vf), np.concatenate(vp)
     else:
@@ -150,6 +108,60 @@ def extract_utterance(
     meta["video_frames"] = int(len(pres["video"]))
     meta["face_rate"] = float(pres["video"].mean()) if len(pres["video"]) else None
     return ExtractedUtterance(feats, pres, meta)
+
+
+def _utterance_audio(utt: Utterance) -> np.ndarray | None:
+    """The utterance's audio at 16 kHz, or None when it has no audio stream."""
+    if utt.audio_path is None:
+        return None
+    try:
+        # start/end locate the utterance inside a whole-dialogue video (IEMOCAP's dialog/avi); they
+        # apply to the audio only when the audio is that same file's track, not a per-utterance wav.
+        same_file = utt.video_path is not None and Path(utt.audio_path) == Path(utt.video_path)
+        span = (utt.start, utt.end) if same_file else (None, None)
+        return load_audio(utt.audio_path, start=span[0], end=span[1])
+    except NoAudioStreamError:
+        return None
+
+
+def _transcript(
+    ex: Extractors, utt: Utterance, audio: np.ndarray | None, transcripts: str
+) -> tuple[str | None, str | None]:
+    """The words and where they came from: the corpus's transcript, or the engine's ASR on the audio."""
+    if transcripts in ("auto", "corpus") and utt.transcript:
+        return utt.transcript, "corpus"
+    if transcripts in ("auto", "asr") and audio is not None and len(audio) > 0:
+        return ex.asr.transcribe(audio).text, "asr"
+    return None, None
+
+
+def _faces(ex: Extractors, utt: Utterance, views: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Face features and presence per sampled frame (a still: its pseudo-video views), in batches."""
+    if utt.image is not None:
+        ex.face.reset()
+        r = ex.face.extract(still_views(utt.image(), views, utt.id))
+        return [r.features], [r.present]
+    if utt.video_path is None:
+        return [], []
+    ex.face.reset()
+    vf: list[np.ndarray] = []
+    vp: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    try:
+        for frame in iter_frames(utt.video_path, ex.profile.face.fps, utt.start, utt.end):
+            batch.append(frame.rgb)
+            if len(batch) == FRAME_BATCH:
+                r = ex.face.extract(batch)
+                vf.append(r.features)
+                vp.append(r.present)
+                batch = []
+        if batch:
+            r = ex.face.extract(batch)
+            vf.append(r.features)
+            vp.append(r.present)
+    except NoVideoStreamError:
+        return [], []
+    return vf, vp
 
 
 def store_manifest(ex: Extractors, corpus: str, root: str | Path, transcripts: str) -> dict[str, Any]:
@@ -212,7 +224,7 @@ def extract_corpus(
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m training.extract",
         description=__doc__,
@@ -252,8 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
     ap.add_argument("--fail-fast", action="store_true", help="stop at the first failing utterance")
     ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
+    return ap
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.threads:
         import torch
 

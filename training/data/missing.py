@@ -145,53 +145,9 @@ def draw_masks(
 ) -> MissingMasks:
     """Draw which valid positions are dropped. Masks are [B, L_n] (bool or 0/1; True = valid position)."""
     valid = tuple(m.to(torch.bool).cpu() for m in (text_mask, audio_mask, video_mask))
-    B = valid[0].shape[0]
-    lens = [v.shape[1] for v in valid]
-    g = generator
-    mode, r = spec.mode, spec.rate
-    keep: list[torch.Tensor]
-    if mode == "rmfm":
-        if r is None:
-            per_mod = _uniform((B, 3), g) * spec.max_train_rate  # [B, 3] rate per sample and modality
-            rate = torch.cat([per_mod[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)], dim=1)
-        else:
-            rate = torch.full((B, sum(lens)), float(r))
-        u = _uniform((B, sum(lens)), g)  # one joint draw over [text | audio | video] positions
-        keep = list(torch.split(u >= rate, lens, dim=1))
-    elif mode == "rmfm_same":
-        if r is None:
-            rates = (_uniform((B, 1), g) * spec.max_train_rate,) * 3
-        elif isinstance(r, tuple):
-            rates = tuple(torch.full((B, 1), float(x)) for x in r)
-        else:
-            rates = (torch.full((B, 1), float(r)),) * 3
-        keep = [_uniform((B, n), g) >= rates[i] for i, n in enumerate(lens)]  # separate draws t, a, v
-    elif mode == "rmm":
-        rate = _uniform((B, 1), g) * spec.max_train_rate if r is None else torch.full((B, 1), float(r))
-        on = _uniform((B, 3), g) >= rate  # [B, 3] modality kept
-        keep = [on[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)]
-    elif mode in ("tmfm", "stmfm"):
-        aligned = _aligned(valid)
-        # Reference axis: the text positions for aligned data, else each sample's longest modality.
-        ref_len = valid[0].sum(dim=1) if aligned else torch.stack([v.sum(dim=1) for v in valid], 1).amax(1)
-        width = lens[0] if aligned else int(ref_len.max()) if B else 0
-        if mode == "tmfm":
-            rate = _uniform((B, 1), g) * spec.max_train_rate if r is None else torch.full((B, 1), float(r))
-            shared = _uniform((B, width), g) >= rate
-            if spec.protect_text_ends and aligned:
-                shared = shared | _ends(valid[0])
-        else:
-            rate = _uniform((B,), g) * spec.max_train_rate if r is None else torch.full((B,), float(r))
-            shared = ~_block_hole(ref_len, rate, width, g)
-        keep = [shared] * 3 if aligned else _on_relative_time(shared, ref_len, valid)
-    else:  # smm
-        names = list(CONDITIONS)
-        if spec.condition is not None:
-            on = torch.tensor(CONDITIONS[spec.condition], dtype=torch.bool).unsqueeze(0).expand(B, 3)
-        else:
-            idx = torch.floor(_uniform((B,), g) * len(names)).long().clamp(max=len(names) - 1)
-            on = torch.tensor([CONDITIONS[names[int(i)]] for i in idx], dtype=torch.bool).view(B, 3)
-        keep = [on[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)]
+    mode = spec.mode
+    draw = _KEEP.get(mode, _keep_smm)
+    keep = draw(valid, spec, generator)
     if spec.protect_text_ends:
         keep[0] = keep[0] | _ends(valid[0])
         if mode in ("tmfm", "stmfm") and _aligned(valid):  # the shared time mask keeps every modality's ends
@@ -200,6 +156,81 @@ def draw_masks(
     kept = tuple(k & v for k, v in zip(keep, valid, strict=True))
     dropped = tuple(~k & v for k, v in zip(keep, valid, strict=True))
     return MissingMasks(kept=kept, dropped=dropped, spec=spec)  # type: ignore[arg-type]
+
+
+Valid = tuple[torch.Tensor, ...]
+
+
+def _keep_rmfm(valid: Valid, spec: MissingSpec, g: torch.Generator) -> list[torch.Tensor]:
+    """Each position dropped on its own, at a rate per sample and modality."""
+    B, lens, r = valid[0].shape[0], [v.shape[1] for v in valid], spec.rate
+    if r is None:
+        per_mod = _uniform((B, 3), g) * spec.max_train_rate  # [B, 3] rate per sample and modality
+        rate = torch.cat([per_mod[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)], dim=1)
+    else:
+        rate = torch.full((B, sum(lens)), float(r))
+    u = _uniform((B, sum(lens)), g)  # one joint draw over [text | audio | video] positions
+    return list(torch.split(u >= rate, lens, dim=1))
+
+
+def _keep_rmfm_same(valid: Valid, spec: MissingSpec, g: torch.Generator) -> list[torch.Tensor]:
+    """Each position dropped on its own, at one rate per sample for every modality (or one per modality)."""
+    B, lens, r = valid[0].shape[0], [v.shape[1] for v in valid], spec.rate
+    if r is None:
+        rates = (_uniform((B, 1), g) * spec.max_train_rate,) * 3
+    elif isinstance(r, tuple):
+        rates = tuple(torch.full((B, 1), float(x)) for x in r)
+    else:
+        rates = (torch.full((B, 1), float(r)),) * 3
+    return [_uniform((B, n), g) >= rates[i] for i, n in enumerate(lens)]  # separate draws t, a, v
+
+
+def _keep_rmm(valid: Valid, spec: MissingSpec, g: torch.Generator) -> list[torch.Tensor]:
+    """Whole modalities dropped, each at the sample's rate."""
+    B, lens, r = valid[0].shape[0], [v.shape[1] for v in valid], spec.rate
+    rate = _uniform((B, 1), g) * spec.max_train_rate if r is None else torch.full((B, 1), float(r))
+    on = _uniform((B, 3), g) >= rate  # [B, 3] modality kept
+    return [on[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)]
+
+
+def _keep_time(valid: Valid, spec: MissingSpec, g: torch.Generator) -> list[torch.Tensor]:
+    """TMFM (time steps dropped in every modality at once) and STMFM (one contiguous hole in time)."""
+    B, lens, r = valid[0].shape[0], [v.shape[1] for v in valid], spec.rate
+    aligned = _aligned(valid)
+    # Reference axis: the text positions for aligned data, else each sample's longest modality.
+    ref_len = valid[0].sum(dim=1) if aligned else torch.stack([v.sum(dim=1) for v in valid], 1).amax(1)
+    width = lens[0] if aligned else int(ref_len.max()) if B else 0
+    if spec.mode == "tmfm":
+        rate = _uniform((B, 1), g) * spec.max_train_rate if r is None else torch.full((B, 1), float(r))
+        shared = _uniform((B, width), g) >= rate
+        if spec.protect_text_ends and aligned:
+            shared = shared | _ends(valid[0])
+    else:
+        rate = _uniform((B,), g) * spec.max_train_rate if r is None else torch.full((B,), float(r))
+        shared = ~_block_hole(ref_len, rate, width, g)
+    return [shared] * 3 if aligned else _on_relative_time(shared, ref_len, valid)
+
+
+def _keep_smm(valid: Valid, spec: MissingSpec, g: torch.Generator) -> list[torch.Tensor]:
+    """One availability condition per sample (drawn, or the spec's)."""
+    B, lens = valid[0].shape[0], [v.shape[1] for v in valid]
+    names = list(CONDITIONS)
+    if spec.condition is not None:
+        on = torch.tensor(CONDITIONS[spec.condition], dtype=torch.bool).unsqueeze(0).expand(B, 3)
+    else:
+        idx = torch.floor(_uniform((B,), g) * len(names)).long().clamp(max=len(names) - 1)
+        on = torch.tensor([CONDITIONS[names[int(i)]] for i in idx], dtype=torch.bool).view(B, 3)
+    return [on[:, i : i + 1].expand(B, n) for i, n in enumerate(lens)]
+
+
+_KEEP = {
+    "rmfm": _keep_rmfm,
+    "rmfm_same": _keep_rmfm_same,
+    "rmm": _keep_rmm,
+    "tmfm": _keep_time,
+    "stmfm": _keep_time,
+    "smm": _keep_smm,
+}
 
 
 def apply_masks(

@@ -120,26 +120,7 @@ def multicorpus_splits(data: DataConfig) -> DataSplits:
     dims = store.dims
     if [m for m in MODALITIES if m not in dims]:
         raise ValueError(f"feature store {data.root} manifest lacks dims for some modality (dims: {dims})")
-    index = {c: i for i, c in enumerate(data.classes)}
-    label_map = {normalise_label(k): normalise_label(v) for k, v in data.label_map.items()}
-    metas: dict[str, dict[str, Any]] = {}
-    labels: dict[str, int] = {}
-    off_recipe: Counter[str] = Counter()  # corpus -> utterances data.corpora leaves out
-    off_classes: Counter[str] = Counter()  # label -> utterances whose label is not a class
-    for uid in store.ids():
-        meta = store.meta(uid)
-        corpus = str(meta.get("corpus") or "")
-        if data.corpora and corpus not in data.corpora and corpus not in data.eval_only:
-            off_recipe[corpus or "(unnamed)"] += 1
-            continue
-        lab = normalise_label(meta.get("label"))
-        lab = label_map.get(lab, lab)
-        if lab not in index:
-            off_classes[str(lab)] += 1
-            continue
-        metas[uid], labels[uid] = meta, index[lab]
-    if not metas:
-        raise NoTrainingData(no_utterance_message(str(data.root), data, off_recipe, off_classes))
+    metas, labels = _recipe_utterances(store, data)
     where = assign_splits(metas, data)
     parts: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
     for uid, split in where.items():
@@ -176,6 +157,33 @@ def multicorpus_splits(data: DataConfig) -> DataSplits:
         description=desc,
         train_weights=drawing_weights(parts["train"], data, len(data.classes)),
     )
+
+
+def _recipe_utterances(store: Any, data: DataConfig) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """The stored utterances the recipe trains or tests on (its corpora, its classes after
+    ``data.label_map``): metadata and class index by id. None left: ``NoTrainingData`` says what each
+    filter dropped."""
+    index = {c: i for i, c in enumerate(data.classes)}
+    label_map = {normalise_label(k): normalise_label(v) for k, v in data.label_map.items()}
+    metas: dict[str, dict[str, Any]] = {}
+    labels: dict[str, int] = {}
+    off_recipe: Counter[str] = Counter()  # corpus -> utterances data.corpora leaves out
+    off_classes: Counter[str] = Counter()  # label -> utterances whose label is not a class
+    for uid in store.ids():
+        meta = store.meta(uid)
+        corpus = str(meta.get("corpus") or "")
+        if data.corpora and corpus not in data.corpora and corpus not in data.eval_only:
+            off_recipe[corpus or "(unnamed)"] += 1
+            continue
+        lab = normalise_label(meta.get("label"))
+        lab = label_map.get(lab, lab)
+        if lab not in index:
+            off_classes[str(lab)] += 1
+            continue
+        metas[uid], labels[uid] = meta, index[lab]
+    if not metas:
+        raise NoTrainingData(no_utterance_message(str(data.root), data, off_recipe, off_classes))
+    return metas, labels
 
 
 def _corpus_counts(samples: list[Sample], num_classes: int) -> dict[str, list[int]]:

@@ -6,6 +6,8 @@
 * ``meld``: MELD dialogue from Friends: the official CSVs (text), plus the clips when present.
 * ``fer2013``: FER2013 48x48 gray faces (the Kaggle csv, or a four-class npz), still images.
 * ``cremad``: CREMA-D audio-visual clips, 6 emotions.
+* ``iemocap``, ``msp_improv``: the licensed IEMOCAP and MSP-IMPROV releases.
+* ``files``: a user's own folder of clips.
 
 Conventions shared by every loader here:
 
@@ -24,6 +26,7 @@ This module holds only the small file helpers the loaders share; it imports none
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -59,3 +62,24 @@ def index_by_stem(files: Iterable[Path], extensions: tuple[str, ...]) -> dict[st
 def layout_error(root: Path, corpus: str, expected: str, source: str) -> FileNotFoundError:
     """The error for a root that is not the corpus: what was expected and where the corpus comes from."""
     return FileNotFoundError(f"{root} does not look like {corpus}: expected {expected}. {source}")
+
+
+def index_media(root: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
+    """stem -> path for every media file under root (the first in sorted order wins, whatever its
+    extension)."""
+    found: dict[str, Path] = {}
+    for p in walk_files(root):
+        if p.suffix.lower() in extensions:
+            found.setdefault(p.stem, p)
+    return found
+
+
+def read_name_csv(path: Path, column: str) -> dict[str, str]:
+    """name -> ``column`` from a csv with a header (empty when the file is absent)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if rows and ("name" not in rows[0] or column not in rows[0]):
+        raise ValueError(f"{path}: expected a header with columns 'name' and '{column}', got {list(rows[0])}")
+    return {r["name"].strip(): r[column] for r in rows if r.get("name")}
