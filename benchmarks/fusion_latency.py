@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.tools.latency import percentiles  # noqa: E402
+from engine.tools.latency_stats import percentiles  # noqa: E402
 from models.cmarr import CMARR, CMARRConfig  # noqa: E402
 from models.config_io import load_config  # noqa: E402
 from models.export import INPUT_NAMES, example_inputs, export_onnx  # noqa: E402

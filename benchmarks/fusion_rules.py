@@ -24,7 +24,7 @@ from benchmarks.report import emit
 from engine.backends import create_backend
 from engine.config import SHIPPED_CHECKPOINT, load_engine_config, resolve_path
 from engine.stages.fusion import FusionStage, load_fusion_model
-from engine.tools.latency import percentiles
+from engine.tools.latency_stats import percentiles
 from models.checkpoint import read_metadata
 from models.fusion_meta import FusionMeta
 from models.modalities import CONDITIONS, MODALITIES

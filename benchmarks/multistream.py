@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.backends import BatchingBackend, FusionInputs, create_backend  # noqa: E402
-from engine.tools.latency import device_info  # noqa: E402
+from engine.tools.latency_stats import device_info  # noqa: E402
 from models.cmarr import CMARR, CMARRConfig  # noqa: E402
 from models.config_io import load_config  # noqa: E402
 

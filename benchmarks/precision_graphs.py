@@ -30,7 +30,7 @@ from engine.backends.graphs import PRECISIONS, precision_graph, save_calibration
 from engine.config import build_engine_config
 from engine.core.shared import SharedModels
 from engine.tools.int8_windows import media_files, record_windows
-from engine.tools.latency import device_info
+from engine.tools.latency_stats import device_info
 
 
 def record(args: argparse.Namespace, work: Path) -> dict[str, Any]:

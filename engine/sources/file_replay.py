@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.core.aio import within
-from engine.frames import AudioFrame, EndFrame, Frame, SourceStatusFrame, VideoFrame
+from engine.frames import AudioFrame, EndFrame, Frame, SourceStatusFrame
 from engine.sources.base import Emit, MediaClock, Source
-from engine.sources.resample import StreamResampler
-from models.encoders.audio import TARGET_SR
+from engine.sources.track_decoder import TrackDecoder
 
 if TYPE_CHECKING:
     import av
@@ -166,21 +165,8 @@ class FileReplaySource(Source):
             if not streams:
                 return
             origin = media_origin(streams)  # one origin for both tracks keeps them aligned
-            resampler: StreamResampler | None = None
-            converter = None
-            a_samples = 0  # 16 kHz samples emitted: audio time is sample-exact and gapless
-            a_t0: float | None = None
-            if v_stream is not None:
-                v_stream.thread_type = "AUTO"
-            if a_stream is not None:
-                rate = int(a_stream.codec_context.sample_rate or a_stream.rate or TARGET_SR)
-                resampler = StreamResampler(rate)
-                converter = av.AudioResampler(format="fltp", layout=a_stream.codec_context.layout, rate=rate)
-            n_video = 0
-            fps = float(v_stream.average_rate or 30) if v_stream is not None else 30.0  # untimed frames
-            broken: dict[str, float] = {}  # track -> media time at which its packets stopped decoding
+            tracks = TrackDecoder(a_stream, v_stream, origin, offset, self.name, self.path.name, self._rgb)
             packets = container.demux(*streams)
-            here = offset  # media time reached so far
             while True:
                 try:
                     packet = next(packets)
@@ -190,55 +176,10 @@ class FileReplaySource(Source):
                     # The container itself is damaged: stop this file; what was decoded stays valid.
                     for m in self.modalities:
                         why = f"cannot read {self.path.name}: {e}"
-                        yield SourceStatusFrame(m, False, why, here, self.name)
+                        yield SourceStatusFrame(m, False, why, tracks.here, self.name)
                     return
-                kind = packet.stream.type
-                try:
-                    frames = packet.decode()
-                except (av.error.FFmpegError, ValueError, OSError) as e:
-                    # A corrupt packet: the track is missing from here until a packet decodes again.
-                    if kind not in broken:
-                        broken[kind] = here
-                        reason = f"decode error in {self.path.name} at {here - offset:.2f} s: {e}"
-                        yield SourceStatusFrame(kind, False, reason, here, self.name)
-                    continue
-                for frame in frames:
-                    if isinstance(frame, av.AudioFrame):
-                        assert converter is not None and resampler is not None
-                        if a_t0 is None:
-                            a_t0 = max(0.0, float(frame.time) - origin if frame.time is not None else 0.0)
-                        elif "audio" in broken and frame.time is not None:
-                            # Samples were lost with the bad packets: place the audio at its own time.
-                            a_t0 = max(a_t0, float(frame.time) - origin - a_samples / TARGET_SR)
-                        t = offset + a_t0 + a_samples / TARGET_SR
-                        if "audio" in broken and t > broken["audio"]:
-                            del broken["audio"]
-                            yield SourceStatusFrame("audio", True, "decoding resumed", t, self.name)
-                        for out in converter.resample(frame):
-                            pcm = resampler(out.to_ndarray(), channels_axis=0)  # [C, n] planar
-                            if len(pcm):
-                                t = offset + a_t0 + a_samples / TARGET_SR
-                                a_samples += len(pcm)
-                                here = max(here, t + len(pcm) / TARGET_SR)
-                                yield AudioFrame(pcm, TARGET_SR, t, self.name)
-                    elif isinstance(frame, av.VideoFrame):
-                        t = float(frame.time) - origin if frame.time is not None else n_video / fps
-                        n_video += 1
-                        # Frames the decoder still held from before the damage do not end it.
-                        if "video" in broken and offset + t > broken["video"]:
-                            del broken["video"]
-                            yield SourceStatusFrame("video", True, "decoding resumed", offset + t, self.name)
-                        here = max(here, offset + t)
-                        yield VideoFrame(self._rgb(frame), offset + t, self.name)
-            if converter is not None and resampler is not None and a_t0 is not None:
-                tail = [o.to_ndarray() for o in converter.resample(None)]
-                pcm = resampler(
-                    np.concatenate(tail, axis=1) if tail else np.zeros((1, 0), np.float32),
-                    channels_axis=0,
-                    last=True,
-                )
-                if len(pcm):
-                    yield AudioFrame(pcm, TARGET_SR, offset + a_t0 + a_samples / TARGET_SR, self.name)
+                yield from tracks.packet(packet)
+            yield from tracks.flush()
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """RGB uint8 [H, W, 3] of a decoded frame, scaled down to ``max_pixels`` in the same conversion

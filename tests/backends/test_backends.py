@@ -12,8 +12,8 @@ import torch
 
 from engine.backends import BatchingBackend, create_backend
 from engine.backends.base import FusionInputs
+from engine.tools.backend_latency import window_inputs
 from engine.tools.latency import main as profile_main
-from engine.tools.latency import window_inputs
 from models.cmarr import CMARR, CMARRConfig
 from models.modalities import CONDITIONS
 

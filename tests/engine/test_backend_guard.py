@@ -26,7 +26,7 @@ from engine.backends.base import FusionInputs, FusionResult
 from engine.backends.graphs import converted_name, fp16_graph
 from engine.config import SHIPPED_CHECKPOINT, resolve_path
 from engine.core.shared import SharedModels
-from engine.tools.latency import window_inputs
+from engine.tools.backend_latency import window_inputs
 from models.checkpoint import load_checkpoint
 from models.modalities import CONDITIONS
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from engine.sources import FileReplaySource
-from engine.tools.latency import summarise_events
+from engine.tools.engine_latency import summarise_events
 from tests.engine.conftest import config, run_engine
 from tests.engine.media import ANG
 
