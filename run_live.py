@@ -44,6 +44,16 @@ DEMO_JSONL = Path("out") / "demo_events.jsonl"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _source_options(ap)
+    _output_options(ap)
+    _server_options(ap)
+    _engine_options(ap)
+    args = ap.parse_args(argv)
+    _check_args(ap, args)
+    return args
+
+
+def _source_options(ap: argparse.ArgumentParser) -> None:
     src = ap.add_argument_group("sources (at least one)")
     src.add_argument(
         "--camera",
@@ -65,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--demo", action="store_true", help=f"replay {DEMO_CLIP.relative_to(ROOT)} and write {DEMO_JSONL}"
     )
     src.add_argument("--fast", action="store_true", help="replay files as fast as possible, not at real time")
+
+
+def _output_options(ap: argparse.ArgumentParser) -> None:
     out = ap.add_argument_group("output")
     out.add_argument("--no-display", action="store_true", help="no terminal view of events")
     out.add_argument(
@@ -75,12 +88,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode = out.add_mutually_exclusive_group()
     mode.add_argument("--append", action="store_true", help="--jsonl: add to PATH if it has events already")
     mode.add_argument("--overwrite", action="store_true", help="--jsonl: replace PATH if it exists")
+
+
+def _server_options(ap: argparse.ArgumentParser) -> None:
     remote = ap.add_argument_group("server (instead of the in-process engine)")
     remote.add_argument(
         "--server", metavar="URL", help="stream to an engine.serve server, e.g. ws://127.0.0.1:8765/v1/stream"
     )
     remote.add_argument("--token", help="the server's bearer token (default: $EMOTION_SERVE_TOKEN)")
     remote.add_argument("--stream-id", default="run_live", help="the stream's name on the server")
+
+
+def _engine_options(ap: argparse.ArgumentParser) -> None:
     eng = ap.add_argument_group("engine")
     eng.add_argument("--config", metavar="YAML", help="engine config (configs/engine/default.yaml if absent)")
     eng.add_argument(
@@ -104,7 +123,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set window.hop_s=0.5 (repeatable)",
     )
-    args = ap.parse_args(argv)
+
+
+def _check_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The demo's defaults, then what no option alone can check: a source given, --append/--overwrite
+    with --jsonl, no in-process engine options with --server. A bad line exits 2 with one message."""
     if args.demo:
         args.video = args.video or str(DEMO_CLIP)
         if not args.jsonl:
@@ -132,7 +155,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 f"error: {', '.join(local)} configure the in-process engine; with --server the server's "
                 "configuration applies (and media is sent at real-time pace)\n",
             )
-    return args
 
 
 def _device(v: str) -> int | str:

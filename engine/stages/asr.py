@@ -116,6 +116,30 @@ class StreamingASR:
             # The last pass heard this speech and the silence that ended it: a pass now would decode
             # the same words again.
             return ASRPass("no new speech")
+        dec, ms, encode_ms = self._decode(t0, pcm, encoded)
+        # After the decode: a pass that raised is retried by the next window.
+        self.heard_until, self.heard_end = voiced[-1], t1 - (voiced[-1] + 0.032) >= self.cfg.end_silence_s
+        last_end = self.committed[-1].end if self.committed else -math.inf
+        hyp = [
+            Word(w.text.strip(), t0 + w.start, t0 + w.end, w.probability, committed=False)
+            for w in dec.words
+            if w.text.strip()
+        ]
+        # Words heard again (a prefix the decoder did not keep) overlap the committed ones: drop them.
+        hyp = [w for w in hyp if 0.5 * (w.start + w.end) > last_end]
+        why = self._rejected(dec)
+        if why:
+            self.rejected += 1
+            self.tentative = []
+            return ASRPass("rejected", why, ms=ms, encode_ms=encode_ms)
+        n = self._final_count(hyp, t1, voiced[-1] + 0.032, final)
+        new = self._commit(hyp[:n])
+        self.tentative = hyp[n:]
+        return ASRPass("decoded", new=new, ms=ms, encode_ms=encode_ms)
+
+    def _decode(self, t0: float, pcm: np.ndarray, encoded: np.ndarray | None) -> tuple[Any, float, float]:
+        """One recognition pass over the window, prompted by the words committed before it and prefixed
+        by those inside it; returns the decode, its ms and the encoder's ms (0 when shared)."""
         encode_ms = 0.0
         if encoded is None:  # no shared encoder output: recognition encodes the window itself
             t_enc = time.perf_counter()
@@ -132,35 +156,20 @@ class StreamingASR:
             max_new_tokens=int(math.ceil(self.cfg.tokens_per_s * len(pcm) / SR)) + 8,
             repeat_limit=self.cfg.repeat_limit,
         )
-        ms = (time.perf_counter() - t) * 1e3
-        # After the decode: a pass that raised is retried by the next window.
-        self.heard_until, self.heard_end = voiced[-1], t1 - (voiced[-1] + 0.032) >= self.cfg.end_silence_s
-        last_end = self.committed[-1].end if self.committed else -math.inf
-        hyp = [
-            Word(w.text.strip(), t0 + w.start, t0 + w.end, w.probability, committed=False)
-            for w in dec.words
-            if w.text.strip()
-        ]
-        # Words heard again (a prefix the decoder did not keep) overlap the committed ones: drop them.
-        hyp = [w for w in hyp if 0.5 * (w.start + w.end) > last_end]
-        why = self._rejected(dec)
-        if why:
-            self.rejected += 1
-            self.tentative = []
-            return ASRPass("rejected", why, ms=ms, encode_ms=encode_ms)
+        return dec, (time.perf_counter() - t) * 1e3, encode_ms
+
+    def _final_count(self, hyp: list[Word], t1: float, seg_end: float, final: bool) -> int:
+        """How many of the hypothesis's first words are final: those two passes agree on (all of them in
+        the stream's last window), those that end before the next window starts, and those of a speech
+        segment that ended inside the window (``seg_end``)."""
         n = len(hyp) if final or self.cfg.agreement == 1 else self._agreed(hyp)
-        # Words that end before the next window starts will not be heard again: commit them now.
         leaving = t1 + self.hop_s - self.window_s + LEAVE_MARGIN_S
         while n < len(hyp) and hyp[n].end <= leaving:
             n += 1
-        # The speech segment ended inside the window: its words are final.
-        seg_end = voiced[-1] + 0.032
         if t1 - seg_end >= self.cfg.end_silence_s:
             while n < len(hyp) and hyp[n].start < seg_end:
                 n += 1
-        new = self._commit(hyp[:n])
-        self.tentative = hyp[n:]
-        return ASRPass("decoded", new=new, ms=ms, encode_ms=encode_ms)
+        return n
 
     def skip(self, reason: str) -> ASRPass:
         """No pass for this window (compute is behind); the tentative tail stays for the next pass."""

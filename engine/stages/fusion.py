@@ -89,58 +89,76 @@ def load_fusion_model(
     """The trained checkpoint of ``cfg.checkpoint`` (refused when its extractor profile differs), or an
     untrained CM-ARR sized for the extractors."""
     if cfg.checkpoint:
-        from models.checkpoint import load_fusion_checkpoint
-        from models.encoders.profile import profile_mismatches
+        return _trained_model(cfg, extractor_description, dims)
+    return _untrained_model(cfg, dims)
 
-        path = checkpoint_path(cfg)
-        ck = load_fusion_checkpoint(path)  # one read: weights, metadata and the file's hash
-        info = ck.meta
-        assert info is not None
-        recorded = info.extractor_profile
-        diffs = profile_mismatches(recorded, extractor_description)
-        if diffs:
-            raise ProfileMismatchError(
-                f"checkpoint {path.name} was trained with extractor profile "
-                f"{recorded.get('name')!r} but the engine runs {extractor_description.get('name')!r}; "
-                "features would not match:\n  "
-                + "\n  ".join(diffs[:12])
-                + "\nRun the engine with the checkpoint's profile (extractors: ...) or retrain."
-            )
-        c = ck.config
-        got = {"text": c.text_dim, "audio": c.audio_dim, "video": c.video_dim}
-        if got != dims or info.dims != dims:
-            raise ProfileMismatchError(
-                f"checkpoint feature sizes {got} (normalisation {info.dims}) differ from the "
-                f"extractors' {dims}"
-            )
-        model, identity, key = ck.model.eval(), ck.identity, ck.sha256
-        rule = apply_fusion_rule(model, cfg.fusion.rule, f"checkpoint {path.name}")
-        if rule and rule != getattr(c, "fusion_rule", rule):  # not the checkpoint's own rule: say so
-            identity = f"{identity}+{rule}"
-        if rule:
-            key = f"{key}-{rule}"  # the exported graph differs per rule
-        weights = expert_weights(cfg)
-        for name, w in weights.items():
-            set_expert_weight(model, name, w, rule)
-            identity, key = f"{identity}+{name}{w:g}", f"{key}-{name}{w:g}"
-        if weights:  # the exponent table itself keys the exported graph, not only the values asked for
-            table = model.product_gate.detach().cpu().numpy().tobytes()
-            key = f"{key}-{hashlib.sha256(table).hexdigest()[:8]}"
-        return FusionModel(
-            model=model,
-            identity=identity,
-            cache_key=key,
-            trained=True,
-            class_names=info.class_names,
-            dims=dims,
-            stats=info.stats(),
-            extra=ck.extra,
-            temperature=info.temperature,
-            experts=info.experts,
-            licence=info.licence,
-            face_temperature=info.face_temperature,
-            fusion_rule=rule,
+
+def _trained_model(
+    cfg: EngineConfig, extractor_description: dict[str, Any], dims: dict[str, int]
+) -> FusionModel:
+    from models.checkpoint import load_fusion_checkpoint
+
+    path = checkpoint_path(cfg)
+    ck = load_fusion_checkpoint(path)  # one read: weights, metadata and the file's hash
+    info = ck.meta
+    assert info is not None
+    _check_profile(path, ck.config, info, extractor_description, dims)
+    model, identity, key = ck.model.eval(), ck.identity, ck.sha256
+    rule = apply_fusion_rule(model, cfg.fusion.rule, f"checkpoint {path.name}")
+    if rule and rule != getattr(ck.config, "fusion_rule", rule):  # not the checkpoint's own rule: say so
+        identity = f"{identity}+{rule}"
+    if rule:
+        key = f"{key}-{rule}"  # the exported graph differs per rule
+    weights = expert_weights(cfg)
+    for name, w in weights.items():
+        set_expert_weight(model, name, w, rule)
+        identity, key = f"{identity}+{name}{w:g}", f"{key}-{name}{w:g}"
+    if weights:  # the exponent table itself keys the exported graph, not only the values asked for
+        table = model.product_gate.detach().cpu().numpy().tobytes()
+        key = f"{key}-{hashlib.sha256(table).hexdigest()[:8]}"
+    return FusionModel(
+        model=model,
+        identity=identity,
+        cache_key=key,
+        trained=True,
+        class_names=info.class_names,
+        dims=dims,
+        stats=info.stats(),
+        extra=ck.extra,
+        temperature=info.temperature,
+        experts=info.experts,
+        licence=info.licence,
+        face_temperature=info.face_temperature,
+        fusion_rule=rule,
+    )
+
+
+def _check_profile(
+    path: Path, c: Any, info: Any, extractor_description: dict[str, Any], dims: dict[str, int]
+) -> None:
+    """The checkpoint's features must be the engine's: the same extractor profile, the same sizes."""
+    from models.encoders.profile import profile_mismatches
+
+    recorded = info.extractor_profile
+    diffs = profile_mismatches(recorded, extractor_description)
+    if diffs:
+        raise ProfileMismatchError(
+            f"checkpoint {path.name} was trained with extractor profile "
+            f"{recorded.get('name')!r} but the engine runs {extractor_description.get('name')!r}; "
+            "features would not match:\n  "
+            + "\n  ".join(diffs[:12])
+            + "\nRun the engine with the checkpoint's profile (extractors: ...) or retrain."
         )
+    got = {"text": c.text_dim, "audio": c.audio_dim, "video": c.video_dim}
+    if got != dims or info.dims != dims:
+        raise ProfileMismatchError(
+            f"checkpoint feature sizes {got} (normalisation {info.dims}) differ from the "
+            f"extractors' {dims}"
+        )
+
+
+def _untrained_model(cfg: EngineConfig, dims: dict[str, int]) -> FusionModel:
+    """A model built from ``cfg.model_config`` with the seed's weights, sized for the extractors."""
     from models.config_io import from_dict, load_yaml, to_dict
 
     data = dict(load_yaml(resolve_path(cfg.model_config)))
