@@ -324,7 +324,7 @@ def banner(text: str, tty: bool) -> None:
         print(f"{line}\n{text}\n{line}", file=sys.stderr, flush=True)
 
 
-async def amain_remote(args: argparse.Namespace, shutdown: Shutdown) -> int:
+async def amain_remote(args: argparse.Namespace, shutdown: Shutdown) -> int:  # noqa: C901 - each way a server stream can end
     """Stream the sources to a server and show its events like the in-process engine's."""
     from websockets.exceptions import WebSocketException
 

@@ -24,7 +24,6 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from benchmarks.cpu_budget import median_ms
@@ -69,8 +68,8 @@ def cost(nets: dict[str, torch.nn.Module], threads: int, rounds: int) -> dict[st
         for _ in range(3):  # interleaved rounds: the machine's drift hits every model alike
             for name, m in nets.items():
                 with torch.inference_mode():
-                    t = median_ms(lambda m=m: m(x), rounds) / batch
-                o = median_ms(lambda name=name: sessions[name].run(None, {"x": xn}), rounds) / batch
+                    t = median_ms(lambda m=m, x=x: m(x), rounds) / batch
+                o = median_ms(lambda name=name, xn=xn: sessions[name].run(None, {"x": xn}), rounds) / batch
                 r = row.setdefault(name, {"torch": [], "onnxruntime": []})
                 r["torch"].append(t)
                 r["onnxruntime"].append(o)

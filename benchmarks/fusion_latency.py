@@ -82,7 +82,9 @@ def main() -> int:
             o = percentiles(time_fn(run_ort, args.iters, args.warmup))
             results["torch_eager"][cond] = t
             results["onnxruntime"][cond] = o
-            ratios[cond] = {"p50_torch_over_ort": t["p50"] / o["p50"], "p99_torch_over_ort": t["p99"] / o["p99"]}
+            ratios[cond] = {
+                "p50_torch_over_ort": t["p50"] / o["p50"], "p99_torch_over_ort": t["p99"] / o["p99"]
+            }
     report = {
         "benchmark": "fusion_latency",
         "config": args.config,

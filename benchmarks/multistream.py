@@ -31,7 +31,9 @@ from models.cmarr import CMARR, CMARRConfig  # noqa: E402
 from models.config_io import load_config  # noqa: E402
 
 
-def make_window(rng: np.random.Generator, dims: dict[str, int], lengths: dict[str, int]) -> dict[str, np.ndarray]:
+def make_window(
+    rng: np.random.Generator, dims: dict[str, int], lengths: dict[str, int]
+) -> dict[str, np.ndarray]:
     w = {m: rng.standard_normal((lengths[m], dims[m])).astype(np.float32) for m in dims}
     w["avail"] = np.array([1, 1, 1], dtype=np.float32)
     return w
@@ -83,8 +85,9 @@ def main() -> int:
     for n in args.streams:
         batched = run_load(backend, dims, lengths, n, args.windows, args.max_batch, args.max_wait_ms)
         single = run_load(backend, dims, lengths, n, args.windows, 1, 0.0)
+        throughput_ratio = batched["windows_per_s"] / single["windows_per_s"]
         rows.append({"streams": n, "batched": batched, "unbatched": single,
-                     "throughput_ratio_batched_over_unbatched": batched["windows_per_s"] / single["windows_per_s"],
+                     "throughput_ratio_batched_over_unbatched": throughput_ratio,
                      "p95_ratio_batched_over_unbatched": batched["p95_ms"] / single["p95_ms"]})
     print(json.dumps({"benchmark": "multistream", "backend": args.backend, "config": args.config,
                       "lengths": lengths, "windows_per_stream": args.windows, "device_info": device_info(),

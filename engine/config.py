@@ -176,7 +176,7 @@ class BackendConfig:
     precision: str = "fp16"  # tensorrt: fp32 | fp16 | int8
     calibration: str | None = None  # tensorrt int8: .npz of real window inputs to calibrate on
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901 - one check per backend option
         if self.name not in available_backends():
             raise ValueError(f"backend name must be one of {available_backends()}, got {self.name!r}")
         if self.threads < 1:

@@ -19,7 +19,7 @@ import yaml
 T = TypeVar("T")
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
+def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: C901 - one branch per supported type
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if value is None:
@@ -40,7 +40,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=False)))
+        pairs = zip(args, value, strict=False)
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(pairs))
     if origin in (list,):
         return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
     if origin in (dict,):
@@ -156,7 +157,9 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> T:
     """Load ``cls`` from a YAML file (or defaults when path is None) plus dotted overrides."""
     data = load_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides)

@@ -230,7 +230,9 @@ def verify_onnx(model: nn.Module, path: str | Path, tolerance: float = DEFAULT_T
         diffs = _output_diffs(graph, sess, args)
         md = max(diffs.values())
         worst = max(worst, md)
-        cases.append({"condition": cond, "batch": b, "lengths": lens, "max_abs_diff": md, "per_output": diffs})
+        cases.append(
+            {"condition": cond, "batch": b, "lengths": lens, "max_abs_diff": md, "per_output": diffs}
+        )
     return {"onnx": str(path), "tolerance": tolerance, "cases": len(cases), "max_abs_diff": worst,
             "passed": worst <= tolerance, "results": cases}
 
@@ -273,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exporter", choices=EXPORTERS, default="auto",
                     help="torchscript (fast trace), dynamo (torch.export) or auto: the trace when it checks "
                          "out against torch, else dynamo (default)")
-    ap.add_argument("--verify", action="store_true", help="check onnxruntime against torch; exit 1 on failure")
+    ap.add_argument(
+        "--verify", action="store_true", help="check onnxruntime against torch; exit 1 on failure"
+    )
     ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     args = ap.parse_args(argv)
     model = build_model(args.config, args.checkpoint, args.random_init, model_type=args.model_type)

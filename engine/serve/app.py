@@ -8,9 +8,9 @@ import asyncio
 import hmac
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -160,6 +160,28 @@ async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
 def create_app(cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> FastAPI:
     """The service for ``cfg``; models load at application startup (lifespan), before it is ready."""
     svc = Service(cfg, engine_cfg)
+    app = FastAPI(
+        title="emotion engine", version=str(VERSION), lifespan=_lifespan(svc), docs_url=None, redoc_url=None
+    )
+    app.state.service = svc
+    _probes(app, svc)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.websocket(STREAM_PATH)
+    async def stream(ws: WebSocket) -> None:
+        await svc.stream(ws)
+
+    return app
+
+
+def _lifespan(svc: Service) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Worker threads for every stream's blocking stages, the shared models, the heap trimmer."""
+    cfg = svc.cfg
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -181,10 +203,12 @@ def create_app(cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> Fast
         trimmer.cancel()
         await asyncio.to_thread(svc.models.close)
 
-    app = FastAPI(
-        title="emotion engine", version=str(VERSION), lifespan=lifespan, docs_url=None, redoc_url=None
-    )
-    app.state.service = svc
+    return lifespan
+
+
+def _probes(app: FastAPI, svc: Service) -> None:
+    """/healthz, /readyz and /metrics."""
+    cfg = svc.cfg
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -212,15 +236,3 @@ def create_app(cfg: ServeConfig, engine_cfg: EngineConfig | None = None) -> Fast
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         svc.metrics.pending.set(svc.pending)
         return Response(svc.metrics.render(), media_type=svc.metrics.content_type)
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.websocket(STREAM_PATH)
-    async def stream(ws: WebSocket) -> None:
-        await svc.stream(ws)
-
-    return app

@@ -56,7 +56,7 @@ class ServeConfig:
     malloc_trim_s: float = 60.0  # return freed C heap to the OS this often (engine/core/memory.py); 0: never
     token: str | None = field(default=None, repr=False)  # from TOKEN_ENV or --token-file, never YAML
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901 - one bound checked per setting
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):

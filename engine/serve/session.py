@@ -90,35 +90,10 @@ class StreamSession:
         """Serve the stream to its end, whatever the client does. Returns the close code and reason to
         send (None: the client is gone); the stream's slot is free by then."""
         sender = asyncio.create_task(self._send_loop(), name="serve:send")
-        pump: asyncio.Task | None = None
+        self._pump_task: asyncio.Task | None = None
         code, reason = CLOSE_NORMAL, "stream ended"
-        ended = "end"
         try:
-            self.start = await self._read_start()
-            decision = self.svc.admit()
-            if not decision.admitted:
-                raise Refused(decision)
-            self.admitted = True
-            self.svc.cpu.open(id(self))
-            self.engine = await self._start_engine(self.start)
-            pump = asyncio.create_task(self._pump(self.engine), name="serve:pump")
-            fps = self.svc.models.extractors.profile.face.fps  # frames worth sending per second
-            ready = {"type": "ready", "stream": self.start.stream, **self.svc.models.describe()}
-            ready["video_fps"] = fps
-            self.q.put(ready, False)
-            self._arm_max_duration()
-            if await self._read_media():
-                code, ended = self._finish or (CLOSE_NORMAL, "end")
-                reason = ended
-            assert self.source is not None
-            self.source.end()
-            ok, _ = await within(self.engine.wait(), 60.0)
-            if not ok:
-                raise ProtocolError(CLOSE_INTERNAL, "the engine did not finish within 60 s of the end")
-            if self.engine.failure is not None:
-                raise ProtocolError(CLOSE_INTERNAL, f"server error: {self.engine.failure}")
-            await pump
-            self.q.put(self._summary(ended), False)
+            code, reason = await self._serve()
         except Refused as e:
             code, reason = e.code, e.message
             self.svc.metrics.rejections.labels(e.kind).inc()
@@ -139,27 +114,64 @@ class StreamSession:
             self.svc.metrics.errors.labels("internal").inc()
             self.q.put({"type": "error", "code": code, "message": reason}, False)
         finally:
-            if self.engine is not None:
-                await self.engine.close()  # cancels what is left; the models stay loaded
-            if pump is not None:
-                await asyncio.gather(pump, return_exceptions=True)
-            self._count_drops()
-            if self.admitted:
-                self._count_cpu()
-                self.svc.release()  # before the close: a client that saw it may reconnect at once
-            if self._max_timer is not None:
-                self._max_timer.cancel()
-            if self._stopped is not None:
-                self._stopped.cancel()
-            self.q.close()
-            if code == -1:
-                sender.cancel()
-            elif not (await asyncio.wait({sender}, timeout=self.cfg.end_timeout_s))[0]:
-                sender.cancel()  # the client does not read what is left: close anyway
-                code = CLOSE_TIMEOUT
-                reason = f"the client did not read its events within {self.cfg.end_timeout_s:g} s"
-            await asyncio.gather(sender, return_exceptions=True)
+            code, reason = await self._close(sender, code, reason)
         return None if code == -1 else (code, reason)
+
+    async def _serve(self) -> tuple[int, str]:
+        """Start, admission, the engine, the media until the end, the last events and the summary."""
+        self.start = await self._read_start()
+        decision = self.svc.admit()
+        if not decision.admitted:
+            raise Refused(decision)
+        self.admitted = True
+        self.svc.cpu.open(id(self))
+        self.engine = await self._start_engine(self.start)
+        self._pump_task = asyncio.create_task(self._pump(self.engine), name="serve:pump")
+        fps = self.svc.models.extractors.profile.face.fps  # frames worth sending per second
+        ready = {"type": "ready", "stream": self.start.stream, **self.svc.models.describe()}
+        ready["video_fps"] = fps
+        self.q.put(ready, False)
+        self._arm_max_duration()
+        code, ended = CLOSE_NORMAL, "end"
+        reason = "stream ended"
+        if await self._read_media():
+            code, ended = self._finish or (CLOSE_NORMAL, "end")
+            reason = ended
+        assert self.source is not None
+        self.source.end()
+        ok, _ = await within(self.engine.wait(), 60.0)
+        if not ok:
+            raise ProtocolError(CLOSE_INTERNAL, "the engine did not finish within 60 s of the end")
+        if self.engine.failure is not None:
+            raise ProtocolError(CLOSE_INTERNAL, f"server error: {self.engine.failure}")
+        await self._pump_task
+        self.q.put(self._summary(ended), False)
+        return code, reason
+
+    async def _close(self, sender: asyncio.Task, code: int, reason: str) -> tuple[int, str]:
+        """Everything the stream holds let go, its slot freed, then what is left sent (within
+        ``end_timeout_s``: a client that does not read is closed with CLOSE_TIMEOUT)."""
+        if self.engine is not None:
+            await self.engine.close()  # cancels what is left; the models stay loaded
+        if self._pump_task is not None:
+            await asyncio.gather(self._pump_task, return_exceptions=True)
+        self._count_drops()
+        if self.admitted:
+            self._count_cpu()
+            self.svc.release()  # before the close: a client that saw it may reconnect at once
+        if self._max_timer is not None:
+            self._max_timer.cancel()
+        if self._stopped is not None:
+            self._stopped.cancel()
+        self.q.close()
+        if code == -1:
+            sender.cancel()
+        elif not (await asyncio.wait({sender}, timeout=self.cfg.end_timeout_s))[0]:
+            sender.cancel()  # the client does not read what is left: close anyway
+            code = CLOSE_TIMEOUT
+            reason = f"the client did not read its events within {self.cfg.end_timeout_s:g} s"
+        await asyncio.gather(sender, return_exceptions=True)
+        return code, reason
 
     def finish(self, code: int, reason: str) -> None:
         """End the stream from the server's side: it closes its last window, sends the final event and

@@ -61,7 +61,7 @@ class CameraSource(Source):
             self._cap.release()
             self._cap = None
 
-    async def run(self, emit: Emit, clock: MediaClock) -> None:
+    async def run(self, emit: Emit, clock: MediaClock) -> None:  # noqa: C901 - capture, reopen and pacing in one loop
         healthy: bool | None = None
         failures = 0
         while self.max_seconds is None or clock.now() < self.max_seconds:

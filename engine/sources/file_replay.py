@@ -96,7 +96,7 @@ class FileReplaySource(Source):
         if self._wake is not None:
             self._wake.set()
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: C901 - one check per way a file can be unusable
         """Fail fast, with one line, on a file that cannot give any of the wanted tracks: missing, a
         folder, empty, not a container PyAV opens, or without a decodable audio/video frame. (Once a
         stream runs, a file that breaks is a missing modality instead: see ``run``.)"""

@@ -170,9 +170,9 @@ def test_batching_backend_infer_racing_stop_never_hangs(backends):
 
 def test_batching_backend_failure_reaches_every_waiting_stream(backends):
     _, ort_b, _ = backends
-    bad = FusionInputs.from_samples([{"text": np.zeros((2, 99), np.float32), "audio": np.zeros((2, 12), np.float32),
-                                      "video": np.zeros((2, 7), np.float32), "avail": np.ones(3, np.float32)}],
-                                    {"text": 99, "audio": 12, "video": 7})
+    sample = {"text": np.zeros((2, 99), np.float32), "audio": np.zeros((2, 12), np.float32),
+              "video": np.zeros((2, 7), np.float32), "avail": np.ones(3, np.float32)}
+    bad = FusionInputs.from_samples([sample], {"text": 99, "audio": 12, "video": 7})
     shared = BatchingBackend(ort_b, max_batch=4, max_wait_ms=100.0)
     start = threading.Barrier(2)
 

@@ -148,6 +148,7 @@ def test_resumed_training_gives_the_weights_of_one_run(fer4, tmp_path):
     whole = fit(splits, tmp_path / "whole.safetensors", FOUR_CLASSES, state=tmp_path / "whole.pt", **kw)
     part = fit(splits, tmp_path / "part.safetensors", FOUR_CLASSES, state=tmp_path / "part.pt",
                epochs_this_run=2, **kw)  # fmt: skip
+    assert whole["done"] and whole["epoch"] == 3
     assert not part["done"] and part["epoch"] == 2 and not (tmp_path / "part.safetensors").exists()
     rest = fit(splits, tmp_path / "part.safetensors", FOUR_CLASSES, state=tmp_path / "part.pt", **kw)
     assert rest["done"] and rest["epoch"] == 3 and [h["epoch"] for h in rest["history"]] == [1, 2, 3]

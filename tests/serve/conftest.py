@@ -64,7 +64,9 @@ class RunningServer:
         and a new stream would be admitted (the load it left, over ``load_window_s``, has passed)."""
         deadline = time.monotonic() + timeout
         while self.metrics()["emotion_active_streams"] > 0 or self.get("/readyz", token=None)[0] != 200:
-            assert time.monotonic() < deadline, (self.metrics()["emotion_active_streams"], self.get("/readyz"))
+            assert time.monotonic() < deadline, (
+                self.metrics()["emotion_active_streams"], self.get("/readyz")
+            )
             time.sleep(0.2)
 
     def rss_mb(self) -> float:

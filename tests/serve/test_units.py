@@ -109,7 +109,9 @@ class _Clocks:
 def test_admission_forecasts_one_more_stream_from_the_running_streams_cpu_share() -> None:
     clk = _Clocks()
     mon = LoadMonitor(window_s=10.0, cores=2, clock=lambda: clk.wall, cpu_clock=lambda: clk.cpu)
-    adm = Admission(max_streams=8, e2e_budget_ms=1000.0, max_cpu=0.95, monitor=mon, forecast=True, settle_s=5.0)
+    adm = Admission(
+        max_streams=8, e2e_budget_ms=1000.0, max_cpu=0.95, monitor=mon, forecast=True, settle_s=5.0
+    )
     assert adm.try_admit().admitted  # the first stream: nothing measured yet
     clk.run(2.0, 1.0)
     assert adm.check().admitted and adm.stream_share is None  # not settled: no share measured yet

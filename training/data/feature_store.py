@@ -126,7 +126,7 @@ class FeatureStoreWriter:
     def has(self, utt_id: str) -> bool:
         return utt_id in self._index or utt_id in self._pending_index
 
-    def add(
+    def add(  # noqa: C901 - one check per array written
         self,
         utt_id: str,
         features: dict[str, np.ndarray],

@@ -62,7 +62,7 @@ def _splits(crops: np.ndarray, labels: np.ndarray, splits: np.ndarray, fallback:
     return out, counts
 
 
-def load_fer4(
+def load_fer4(  # noqa: C901 - one check per layout of the file
     npz: str | Path, cache: str | Path | None = None, margin: float = 0.1, limit: int | None = None
 ) -> tuple[dict[str, FaceSplit], dict[str, int]]:
     """The four-class FER2013 splits as engine crops, and counts (faces per split, fallbacks).

@@ -97,7 +97,7 @@ def _logits(
     return Scored(torch.cat(ys).numpy(), torch.cat(outs).numpy())
 
 
-def evaluate_natural(
+def evaluate_natural(  # noqa: C901 - one branch per kind of entry
     model: torch.nn.Module,
     adapter: ModelAdapter,
     samples: list[Sample],

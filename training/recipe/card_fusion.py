@@ -37,7 +37,8 @@ def rule_section(cal: dict[str, Any]) -> list[str]:
         "",
         "over the available experts m, each calibrated on its own data (below), with the target prior "
         "uniform. The exponent w_m is 1 unless real paired validation data fits less (the table below; "
-        "only speech with its own words is a real pair here). `prior_m` is the class balance each expert's posterior carries: "
+        "only speech with its own words is a real pair here). `prior_m` is the class balance each "
+        "expert's posterior carries: "
         f"**{prior['chosen']}** is shipped ("
         "`train`: the speech and text heads are fitted class-balanced, so uniform, and the face model "
         "carries FER2013's balance; `uniform`: a plain product of the posteriors).",
