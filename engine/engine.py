@@ -82,12 +82,7 @@ class Engine:
         ``BatchingRecogniser``, shared by its streams)."""
         self.cfg = config or EngineConfig()
         if sources is None and (video or audio):
-            sources = []
-            if video:
-                sources.append(FileReplaySource(video, fast=fast, audio=not audio))
-            if audio:
-                name = f"{Path(audio).name}:audio"
-                sources.append(FileReplaySource(audio, fast=fast, video=False, name=name))
+            sources = _replay_sources(video, audio, fast)
         self.sources: list[Source] = list(sources) if sources is not None else [PushSource()]
         self.sinks = list(sinks)
         self.extractors = extractors
@@ -146,7 +141,25 @@ class Engine:
         assert self.fusion_model is not None and self.backend is not None and self.extractors is not None
         if not self.fusion_model.trained and self.announce_untrained:
             logging.getLogger("engine").warning(UNTRAINED_BANNER)
+        processor = self._build_stages()
+        self._build_flow(processor)
+        self._sink_runner = SinkRunner(
+            self.sinks, self.errors.append, self.cfg.queues.sink_drain_s, on_fatal=self.fail
+        )
+        await self._sink_runner.start(self.describe())
+        self.feed.clock = MediaClock()  # media time counts from here
+        spawn = self._tasks.append
+        for src in self.sources:
+            spawn(asyncio.create_task(self._run_source(src), name=f"source:{src.name}"))
+        spawn(asyncio.create_task(self.audio_consumer.run(), name="audio"))
+        spawn(asyncio.create_task(self.video_consumer.run(), name="video"))
+        spawn(asyncio.create_task(self._run_windows(), name="windows"))
+
+    def _build_stages(self) -> WindowProcessor:
+        """This stream's stages over the loaded models: fusion, its own face tracker, the media
+        timeline, streaming recognition, and the window's steps."""
         cfg, ex = self.cfg, self.extractors
+        assert ex is not None and self.fusion_model is not None
         self.fusion = FusionStage(self.fusion_model, self.backend)
         # Extractors may be shared between engines: each stream tracks its own face.
         face = ex.face.for_stream() if hasattr(ex.face, "for_stream") else ex.face
@@ -160,9 +173,14 @@ class Engine:
             cfg.window.hop_s,
             cfg.asr.span(cfg.window.window_s),
         )
-        processor = WindowProcessor(
+        return WindowProcessor(
             cfg, ex, self.fusion, self.fusion_model, vad_enabled=self.vad is not None, asr=self.asr
         )
+
+    def _build_flow(self, processor: WindowProcessor) -> None:
+        """Channels from the sources, the consumers that fill the timeline, the window loop, and the
+        backpressure that holds a fast source to the windows."""
+        cfg = self.cfg
         self._channels = {
             "audio": FrameChannel(cfg.queues.audio_frames, lossless=not self.realtime, policy="drop_new"),
             "video": FrameChannel(cfg.queues.video_frames, lossless=not self.realtime, policy="latest"),
@@ -178,18 +196,6 @@ class Engine:
         self.video_consumer = VideoConsumer(
             self._channels["video"], self.media, self.face_stage, self._lead, self.feed.pending_errors.append
         )
-        info = self.describe()
-        self._sink_runner = SinkRunner(
-            self.sinks, self.errors.append, cfg.queues.sink_drain_s, on_fatal=self.fail
-        )
-        await self._sink_runner.start(info)
-        self.feed.clock = MediaClock()  # media time counts from here
-        spawn = self._tasks.append
-        for src in self.sources:
-            spawn(asyncio.create_task(self._run_source(src), name=f"source:{src.name}"))
-        spawn(asyncio.create_task(self.audio_consumer.run(), name="audio"))
-        spawn(asyncio.create_task(self.video_consumer.run(), name="video"))
-        spawn(asyncio.create_task(self._run_windows(), name="windows"))
 
     @property
     def events_emitted(self) -> int:
@@ -339,3 +345,15 @@ class Engine:
             self._events.put_nowait(ev)
         if self._sink_runner is not None:
             self._sink_runner.put(ev)  # sinks run on their own tasks: a slow one never holds windows back
+
+
+def _replay_sources(video: str | Path | None, audio: str | Path | None, fast: bool) -> list[Source]:
+    """The ``video``/``audio`` shortcut: a file's replay (with its audio track unless ``audio`` names
+    another file), and an audio file's."""
+    sources: list[Source] = []
+    if video:
+        sources.append(FileReplaySource(video, fast=fast, audio=not audio))
+    if audio:
+        name = f"{Path(audio).name}:audio"
+        sources.append(FileReplaySource(audio, fast=fast, video=False, name=name))
+    return sources
