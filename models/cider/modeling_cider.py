@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .configuration_cider import CIDerConfig
+from models.cider.configuration_cider import CIDerConfig
 
 MODALITY_ORDER = ("text", "audio", "video")
 # The seven MCT attention variants as modality index subsets: LAV, LA, LV, AV, L, A, V.
@@ -242,21 +242,9 @@ class CIDer(nn.Module):
         del present
         avail = avail.to(text.dtype)
         ok = avail > 0.5  # [B, 3]
-        xs, masks = (text, audio, video), (text_mask, audio_mask, video_mask)
-        h = []
-        for i, m in enumerate(MODALITY_ORDER):
-            x = torch.where(ok[:, i].view(-1, 1, 1), xs[i], torch.zeros_like(xs[i]))  # NaN-safe zeroing
-            h.append(self.proj[m](x, masks[i].to(torch.bool)))
-        first = torch.cumsum(torch.ones_like(text_mask, dtype=torch.int64), dim=1) == 1  # [B, L_t]
-        word_ok = text_mask.to(torch.bool) | first  # slot 0 always exists
-        a_ok = audio_mask.to(torch.bool) & ok[:, 1:2]
-        v_ok = video_mask.to(torch.bool) & ok[:, 2:3]
-        a_word, a_scores = self.wsam["audio"](h[0], h[1], a_ok)  # [B, L_t, d], [B, L_t, L_a]
-        v_word, v_scores = self.wsam["video"](h[0], h[2], v_ok)
-        words = []
-        for i, (m, seq) in enumerate(zip(MODALITY_ORDER, (h[0], a_word, v_word), strict=True)):
-            g, _ = self.gru[m](seq)
-            words.append(g + self.modality_embedding[i])
+        words, word_ok, a_scores, v_scores = self._word_level(
+            (text, audio, video), (text_mask, audio_mask, video_mask), ok
+        )
         L = text.shape[1]
         x = torch.cat(words, dim=1)  # [B, 3L, d]
         slot = torch.zeros_like(text_mask[0], dtype=torch.int64)  # [L]
@@ -287,3 +275,25 @@ class CIDer(nn.Module):
             reconstruction=(rec_t, rec_a, rec_v),
             avail=avail,
         )
+
+    def _word_level(
+        self, xs: tuple[torch.Tensor, ...], masks: tuple[torch.Tensor, ...], ok: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Steps 1-3: projection, WSAM and GRUs. Returns the word-level sequences [B, L_t, d] per modality
+        (modality embedding added), the word slots that exist [B, L_t] (slot 0 always) and the raw WSAM
+        scores of audio [B, L_t, L_a] and video [B, L_t, L_v]. ``ok`` [B, 3] bool: modality available."""
+        h = []
+        for i, m in enumerate(MODALITY_ORDER):
+            x = torch.where(ok[:, i].view(-1, 1, 1), xs[i], torch.zeros_like(xs[i]))  # NaN-safe zeroing
+            h.append(self.proj[m](x, masks[i].to(torch.bool)))
+        first = torch.cumsum(torch.ones_like(masks[0], dtype=torch.int64), dim=1) == 1  # [B, L_t]
+        word_ok = masks[0].to(torch.bool) | first  # slot 0 always exists
+        a_ok = masks[1].to(torch.bool) & ok[:, 1:2]
+        v_ok = masks[2].to(torch.bool) & ok[:, 2:3]
+        a_word, a_scores = self.wsam["audio"](h[0], h[1], a_ok)  # [B, L_t, d], [B, L_t, L_a]
+        v_word, v_scores = self.wsam["video"](h[0], h[2], v_ok)
+        words = []
+        for i, (m, seq) in enumerate(zip(MODALITY_ORDER, (h[0], a_word, v_word), strict=True)):
+            g, _ = self.gru[m](seq)
+            words.append(g + self.modality_embedding[i])
+        return words, word_ok, a_scores, v_scores

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from models.cmarr import CMARR, CMARRConfig, cmarr_loss, supcon_loss, symmetric_info_nce, w2_distance
-from models.cmarr.modeling_cmarr import ModalityFlow, segment_pool_weights
+from models.cmarr.flows import ModalityFlow
+from models.cmarr.segments import segment_pool_weights
 from models.config_io import from_dict, to_dict
 from models.modalities import CONDITIONS
 
@@ -142,7 +143,7 @@ def test_missing_modality_inputs_do_not_reach_outputs(cond, skip):
 def test_pooled_skip_is_each_modalitys_linear_reading_of_its_statistics():
     """With the attention path silenced, the logits are the sum of the available modalities' linear
     readings of their masked mean and standard deviation."""
-    from models.cmarr.modeling_cmarr import masked_mean_std
+    from models.cmarr.segments import masked_mean_std
 
     model = small_model(pooled_skip=True).eval()
     with torch.no_grad():
@@ -223,7 +224,7 @@ def test_overfits_small_fixed_batch_under_random_missing_conditions():
     masks = [torch.ones(b, n, dtype=torch.bool) for n in (5, 9, 3)]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     conds = torch.tensor(list(CONDITIONS.values()), dtype=torch.float32)
-    for step in range(150):
+    for _ in range(150):
         avail = conds[torch.randint(0, 7, (b,), generator=g)]
         out = model(t, masks[0], a, masks[1], v, masks[2], avail, present=torch.ones(b, 3))
         loss = cmarr_loss(model, out, labels)["total"]

@@ -66,7 +66,8 @@ def test_checkpoint_round_trip_is_self_describing(tmp_path, exported):
     assert meta["model_type"] == "cmarr" and meta["config"]["d_model"] == 16
     ck = load_checkpoint(tmp_path / "m.safetensors")
     assert ck.sha256 == sha and ck.extra["note"] == "x" and ck.identity.startswith("cmarr:")
-    args = example_inputs({"text": 10, "audio": 12, "video": 7}, 2, {"text": 4, "audio": 6, "video": 3}, (1, 1, 1))
+    dims, lengths = {"text": 10, "audio": 12, "video": 7}, {"text": 4, "audio": 6, "video": 3}
+    args = example_inputs(dims, 2, lengths, (1, 1, 1))
     with torch.no_grad():
         assert torch.equal(model(*args).logits, ck.model(*args).logits)
 

@@ -2,10 +2,8 @@
 
 ``finalize_checkpoint`` fits the temperature on validation (and, for multi-corpus data, the speech and
 text expert heads) for the selected epoch's weights, then writes the finished checkpoint with them (the
-trainer's ``best.safetensors``, once), so every probability the engine reports is calibrated.
-``natural_test_report`` scores a split per corpus and condition with WAR / UAR / the
-confusion matrix / ECE before and after calibration, next to every single-modality expert available in
-the same condition ("fused - best expert" must never be negative).
+trainer's ``best.safetensors``, once), so every probability the engine reports is calibrated. The
+finished checkpoint is scored by ``training.evaluation.checkpoint_report``.
 """
 
 from __future__ import annotations
@@ -17,15 +15,13 @@ import numpy as np
 import torch
 
 from models.checkpoint import load_fusion_checkpoint, save_checkpoint
-from models.cmarr import FUSION_RULES
 from models.fusion_meta import ExpertHead
 from models.metrics import classification_metrics
 from models.modalities import CONDITIONS
 from training.data.dataset import DataSplits, FeatureDataset, Normalizer
 from training.evaluation.conditions import predict_conditions
 from training.evaluation.natural import PAIRED_SUFFIX, NaturalReport, evaluate_natural
-from training.fit.calibrate import ece_report, fit_temperature, softmax
-from training.fit.expert_readings import expert_probs
+from training.fit.calibrate import ece_report, fit_temperature
 from training.fit.expert_weights import condition_row, entries_by_condition, fit_expert_weights
 from training.fit.experts import FittedHead, expert_priors
 from training.fit.product_rule import (
@@ -258,54 +254,3 @@ def fit_deep_gates(
         with torch.no_grad():
             gate[condition_row(cond)] = g
     return fitted, gains
-
-
-def natural_test_report(
-    path: str | Path, splits: DataSplits, samples: list, device: Any, max_len: dict[str, int]
-) -> dict[str, Any]:
-    """Per (corpus, condition): fused WAR/UAR/confusion, ECE before/after, every expert, the best one;
-    for a model with a choice of fusion rule, also the UAR and WAR under each rule (``rules``)."""
-    ck = load_fusion_checkpoint(path)
-    meta = ck.meta
-    norm = Normalizer.from_dict(meta.normalization)
-    model = ck.model.to(device)
-    adapter = get_adapter(ck.model_type)
-    by_rule: dict[str, NaturalReport] = {}
-    if getattr(model.config, "pooled_skip", False):
-        default = model.fusion_rule
-        for rule in FUSION_RULES:
-            model.set_fusion_rule(rule)
-            by_rule[rule] = _natural(model, adapter, samples, splits, norm, device, max_len)
-        model.set_fusion_rule(default)
-    # the default rule's report is one of the rules' (scored once)
-    rep = by_rule[default] if by_rule else _natural(model, adapter, samples, splits, norm, device, max_len)
-    entries: dict[str, Any] = {}
-    for key, sc in rep.scored.items():
-        m = rep.per_condition[key]
-        cond = key.split(".")[-1]
-        e: dict[str, Any] = {**m.to_dict(), **ece_report(sc.logits, sc.y, meta.temperature)}
-        if by_rule:
-            e["rules"] = {r: {"uar": br.per_condition[key].uar, "war": br.per_condition[key].war}
-                          for r, br in by_rule.items()}
-        ex = {}
-        with torch.no_grad():
-            for name, p in expert_probs(rep.datasets[key], cond, meta).items():
-                em = classification_metrics(sc.y, p.argmax(1), len(meta.class_names))
-                ex[name] = {"war": em.war, "uar": em.uar}
-        e["experts"] = ex
-        if ex:
-            best = max(ex, key=lambda k: ex[k]["uar"])
-            e["best_expert"] = best
-            e["fused_minus_best_expert_uar"] = m.uar - ex[best]["uar"]
-        entries[key] = e
-    z = np.concatenate([rep.scored[k].logits for k in rep.natural]) if rep.natural else np.zeros((0, 4))
-    y = np.concatenate([rep.scored[k].y for k in rep.natural]) if rep.natural else np.zeros(0, int)
-    return {
-        "model": ck.identity,
-        "temperature": meta.temperature,
-        "entries": entries,
-        "natural": rep.natural,
-        "mean_natural": rep.mean_all(),
-        "ece_natural": ece_report(z, y, meta.temperature),
-        "probs_after": None if not len(y) else float(softmax(z / meta.temperature).max(1).mean()),
-    }

@@ -262,7 +262,7 @@ def test_reports(
     condition for the multi-corpus recipe, per condition otherwise."""
     max_len = dict(cfg.data.max_len)
     if cfg.data.source == "multi":
-        from training.fit.finalize import natural_test_report
+        from training.evaluation.checkpoint_report import natural_test_report
 
         val = natural_test_report(best, splits, splits.val, device, max_len)
         test = natural_test_report(best, splits, splits.test, device, max_len) if splits.test else None
