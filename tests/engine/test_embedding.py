@@ -16,6 +16,7 @@ from engine import Engine
 from engine.config import EngineConfig
 from engine.sources import PushSource
 from engine.stages.fusion import load_fusion_model
+from engine.tools import live_command
 from models.encoders.audio import load_audio
 from tests.engine.conftest import config
 from tests.engine.media import ANG, ANG_WAV
@@ -115,7 +116,7 @@ def test_run_live_cli(
     ):
         assert flag in helptext
     args = run_live.parse_args(["--camera", "0", "--video", "a.mp4", "--audio", "b.wav", "--fast"])
-    kinds = [(type(s).__name__, s.modalities) for s in run_live.build_sources(args)]
+    kinds = [(type(s).__name__, s.modalities) for s in live_command.build_sources(args)]
     assert kinds == [
         ("CameraSource", ("video",)),
         ("MicrophoneSource", ("audio",)),

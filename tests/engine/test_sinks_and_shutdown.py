@@ -22,6 +22,7 @@ import run_live
 from engine.frames import EmotionEvent, ModalityHealth
 from engine.sinks import CallbackSink, JSONLSink
 from engine.sinks.runner import SinkRunner
+from engine.tools import live_command
 from tests.engine.media import ANG, ROOT
 from tests.engine.test_replay import Proxy
 
@@ -319,14 +320,14 @@ def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
 def test_server_shutdown_line() -> None:
     summary = {"type": "summary", "events": 7, "last_seq": 6, "ended": "server shutting down"}
     assert (
-        run_live.server_shutdown_line(summary, 7, 6)
+        live_command.server_shutdown_line(summary, 7, 6)
         == "run_live.py: server shutting down: stream ended after 7 events (last seq 6)"
     )
-    assert run_live.server_shutdown_line(summary, 0, None) == (
+    assert live_command.server_shutdown_line(summary, 0, None) == (
         "run_live.py: server shutting down: stream ended after 0 events"
     )
-    assert run_live.server_shutdown_line({"type": "summary", "ended": "end of stream"}, 7, 6) is None
-    assert run_live.server_shutdown_line(None, 0, None) is None
+    assert live_command.server_shutdown_line({"type": "summary", "ended": "end of stream"}, 7, 6) is None
+    assert live_command.server_shutdown_line(None, 0, None) is None
 
 
 class DrainingServer:
