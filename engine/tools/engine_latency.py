@@ -13,8 +13,8 @@ def engine_profile(args: argparse.Namespace) -> dict[str, Any]:
     """Replay --video with --fast and aggregate the per-stage latencies the events carry."""
     import asyncio
 
+    from engine import Engine, load_extractors
     from engine.config import load_engine_config
-    from engine.engine import Engine, load_extractors
     from engine.stages.fusion import build_backend, load_fusion_model
 
     overrides = [f"backend.name={args.backend.split(',')[0]}", f"backend.device={args.device}"]

@@ -66,7 +66,7 @@ def record_windows(
 ) -> RecordedWindows:
     """Replay ``paths`` (as fast as they decode) through engines on ``models`` and record the fusion
     windows, at most ``limit``. ``models.backend`` is wrapped while it runs and restored after."""
-    from engine.tools.clip_evaluation import replay_clip
+    from engine.tools.clip_replay import replay_clip
 
     recorder = RecordingBackend(models.backend, limit=limit)
     inner, models.backend = models.backend, recorder

@@ -2,8 +2,7 @@
 
 Fusion-only (compares backends in one run, reports ratios to the first backend):
 
-    python -m engine.profile --config configs/model/cmarr_offline.yaml --backend onnxruntime,torch \
-        --json out.json
+    python -m engine.profile --config configs/model/cmarr_offline.yaml --backend onnxruntime,torch
 
 Whole engine (per-stage breakdown read from the events of a --fast replay):
 

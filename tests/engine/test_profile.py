@@ -22,3 +22,16 @@ def test_engine_mode_summary_from_a_real_replay(extractors: Any, fusion: Any, ba
     fusion_ms = rep["stages_ms"]["fusion"]
     assert fusion_ms["n"] == 3 and 0 < fusion_ms["p50"] <= fusion_ms["p99"]
     assert rep["e2e_latency_ms"]["n"] == 3 and rep["e2e_latency_ms"]["min"] > 0
+
+
+def test_the_command_profiles_the_whole_engine(tmp_path) -> None:
+    """``python -m engine.profile --video``: models loaded, the clip replayed, the report written."""
+    import json
+
+    from engine.tools.latency import main
+
+    out = tmp_path / "profile.json"
+    assert main(["--video", str(ANG), "--backend", "onnxruntime", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["mode"] == "engine" and rep["events"] == 3 and rep["load_s"] > 0
+    assert {"fusion", "face", "vad"} <= set(rep["stages_ms"])
