@@ -72,6 +72,7 @@ class StreamSession:
         self.q = SendQueue(service.cfg.send_queue)
         self.start: StartMessage | None = None
         self.engine: Engine | None = None
+        self._pump_task: asyncio.Task | None = None  # the engine's events to the send queue
         self.source: PushSource | None = None
         self.intake: MediaIntake | None = None
         self.admitted = False
@@ -90,7 +91,6 @@ class StreamSession:
         """Serve the stream to its end, whatever the client does. Returns the close code and reason to
         send (None: the client is gone); the stream's slot is free by then."""
         sender = asyncio.create_task(self._send_loop(), name="serve:send")
-        self._pump_task: asyncio.Task | None = None
         code, reason = CLOSE_NORMAL, "stream ended"
         try:
             code, reason = await self._serve()

@@ -48,15 +48,16 @@ class TrackDecoder:
             self.resampler = StreamResampler(rate)
             self.converter = av.AudioResampler(format="fltp", layout=a_stream.codec_context.layout, rate=rate)
         self.fps = float(v_stream.average_rate or 30) if v_stream is not None else 30.0  # untimed frames
+        # looked up once, not per packet: the decode loop runs for every frame of the file
+        self._decode_errors = (av.error.FFmpegError, ValueError, OSError)
+        self._audio_frame, self._video_frame = av.AudioFrame, av.VideoFrame
 
     def packet(self, packet: av.Packet) -> Iterator[Frame]:
         """The frames of one demuxed packet; a packet that does not decode breaks its track."""
-        import av
-
         kind = packet.stream.type
         try:
             frames = packet.decode()
-        except (av.error.FFmpegError, ValueError, OSError) as e:
+        except self._decode_errors as e:
             # A corrupt packet: the track is missing from here until a packet decodes again.
             if kind not in self.broken:
                 self.broken[kind] = self.here
@@ -64,9 +65,9 @@ class TrackDecoder:
                 yield SourceStatusFrame(kind, False, reason, self.here, self.name)
             return
         for frame in frames:
-            if isinstance(frame, av.AudioFrame):
+            if isinstance(frame, self._audio_frame):
                 yield from self._audio(frame)
-            elif isinstance(frame, av.VideoFrame):
+            elif isinstance(frame, self._video_frame):
                 yield from self._video(frame)
 
     def _audio(self, frame: av.AudioFrame) -> Iterator[Frame]:
